@@ -1,0 +1,341 @@
+// CPU schedules of the circuit engine: forward (sum over inputs fused), postacts and backward.
+//
+// This header is compiled once per instruction set (circuit_generic.cpp, circuit_avx2.cpp,
+// circuit_avx512.cpp), each inside its own namespace QKF_ISA_NS; circuit.cpp picks one at run time.
+// The batch is the vector axis: for one edge, a chunk of samples runs the same gates with the
+// edge's angles broadcast, so `#pragma omp simd` keeps one qubit per SIMD lane.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "daruan.h"
+#include "params.h"
+
+#ifndef QKF_ISA_NS
+#error "define QKF_ISA_NS before including circuit_kernels.h"
+#endif
+
+namespace qkan_fast {
+namespace QKF_ISA_NS {
+
+constexpr int kChunk = 64;  // samples per SIMD batch: a few vectors, small enough for L1 buffers
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Per-call preparation shared by forward and backward: theta folded to half-angle (c, s) once per
+// edge, and the data gate's half-angles once per (b, i) (transposed to [I][B] so a chunk of
+// samples is contiguous). With encodings the data gate differs per edge, so only x^T is kept.
+template <class T> struct Prepared {
+  std::vector<Half<T>> rot;  // [O*I][K], K = Rt*P
+  std::vector<T> dc, ds;     // [I][B] (not encode)
+  std::vector<T> xt;         // [I][B] (encode)
+  int K = 0;
+};
+
+template <class T, int A>
+Prepared<T> prepare(const CircuitParams& p) {
+  Prepared<T> pr;
+  const int64_t B = p.batch, I = p.in_dim, O = p.out_dim;
+  pr.K = theta_rows(A, p.reps) * theta_cols(A);
+  const int64_t n_theta = O * I * pr.K;
+  const T* theta = static_cast<const T*>(p.theta);
+  const T* x = static_cast<const T*>(p.x);
+  pr.rot.resize(n_theta);
+#pragma omp parallel num_threads(p.num_threads)
+  {
+#pragma omp for schedule(static)
+    for (int64_t k = 0; k < n_theta; ++k) {
+      T s, c;
+      qkf_sincos(T(0.5) * theta[k], &s, &c);
+      pr.rot[k] = {c, s};
+    }
+    if (p.encode) {
+#pragma omp single
+      pr.xt.resize(B * I);
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < I; ++i)
+        for (int64_t b = 0; b < B; ++b) pr.xt[i * B + b] = x[b * I + i];
+    } else {
+#pragma omp single
+      {
+        pr.dc.resize(B * I);
+        pr.ds.resize(B * I);
+      }
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < I; ++i)
+        for (int64_t b = 0; b < B; ++b) {
+          const Half<T> h = data_half<T, A>(x[b * I + i]);
+          pr.dc[i * B + b] = h.c;
+          pr.ds[i * B + b] = h.s;
+        }
+    }
+  }
+  return pr;
+}
+
+// Inputs of one edge over one chunk of samples.
+template <class T> struct EdgeChunk {
+  int n;                // samples in the chunk (<= kChunk)
+  const Half<T>* rot;   // [K] this edge's folded theta
+  const T* dc;          // [n] data half-angle cos (not encode)
+  const T* ds;          // [n] data half-angle sin (not encode)
+  const T* xs;          // [n] inputs (encode)
+  const T* w;           // [R] encoding weights of this edge (encode)
+  const T* b;           // [R] encoding biases of this edge (encode)
+};
+
+// phi[j] for the samples of one chunk.
+template <class T, int A, bool FAST, bool ENC>
+void chunk_phi(const EdgeChunk<T>& c, int reps, T* __restrict phi) {
+  const Half<T>* rot = c.rot;
+#pragma omp simd
+  for (int j = 0; j < c.n; ++j) {
+    Qubit<T> q;
+    if constexpr (ENC) {
+      const T xv = c.xs[j];
+      q = edge_forward<T, A>(rot, reps, [&](int l) { return data_half<T, A>(c.w[l] * xv + c.b[l]); });
+    } else {
+      const Half<T> d{c.dc[j], c.ds[j]};
+      q = edge_forward<T, A>(rot, reps, [&](int) { return d; });
+    }
+    phi[j] = measure<T, FAST>(q, nullptr);
+  }
+}
+
+// Recompute one chunk of an edge and sweep the adjoint back, weighting each sample by coef[j].
+// Writes phi[j], gth[k * kChunk + j] = coef * d phi / d theta_k and
+// gdat[l * kChunk + j] = coef * d phi / d e_l (e_l = the encoded input of repetition l).
+template <class T, int A, bool FAST, bool ENC>
+void chunk_grad(const EdgeChunk<T>& c, int reps, const T* __restrict coef, T* __restrict phi,
+                T* __restrict gth, T* __restrict gdat) {
+  const Half<T>* rot = c.rot;
+#pragma omp simd
+  for (int j = 0; j < c.n; ++j) {
+    const T xv = ENC ? c.xs[j] : T(0);
+    const Half<T> d0 = ENC ? Half<T>{T(1), T(0)} : Half<T>{c.dc[j], c.ds[j]};
+    auto data = [&](int l) { return ENC ? data_half<T, A>(c.w[l] * xv + c.b[l]) : d0; };
+    const Qubit<T> q = edge_forward<T, A>(rot, reps, data);
+    Qubit<T> lam;
+    phi[j] = measure<T, FAST>(q, &lam);
+    const T cj = coef[j];
+    lam = {lam.ar * cj, lam.ai * cj, lam.br * cj, lam.bi * cj};
+    // without encodings the data gate is the same in every repetition
+    const T slope0 = data_angle_slope<T, A>(d0);
+    edge_adjoint<T, A>(
+        q, lam, rot, reps, data, [&](int k, T g) { gth[k * kChunk + j] = g; },
+        [&](int l, T g) {
+          const T slope = ENC ? data_angle_slope<T, A>(data(l)) : slope0;
+          gdat[l * kChunk + j] = g * slope;
+        });
+  }
+}
+
+template <class T, int A, bool FAST, bool ENC>
+void forward_impl(const CircuitParams& p, const Prepared<T>& pr, bool store_postacts) {
+  const int64_t B = p.batch, I = p.in_dim, O = p.out_dim;
+  const int R = p.reps, K = pr.K;
+  const T* weight = static_cast<const T*>(p.weight);
+  const T* pre_w = static_cast<const T*>(p.pre_w);
+  const T* pre_b = static_cast<const T*>(p.pre_b);
+  T* y = static_cast<T*>(p.y);
+  T* post = static_cast<T*>(p.postacts);
+  const int64_t n_chunks = ceil_div(B, kChunk);
+  // tiles (o, chunk of b): every tile loops over i and owns its outputs
+#pragma omp parallel for schedule(static) num_threads(p.num_threads)
+  for (int64_t t = 0; t < O * n_chunks; ++t) {
+    const int64_t o = t / n_chunks, b0 = (t % n_chunks) * kChunk;
+    const int n = static_cast<int>(std::min<int64_t>(kChunk, B - b0));
+    alignas(64) T acc[kChunk] = {};
+    alignas(64) T phi[kChunk];
+    for (int64_t i = 0; i < I; ++i) {
+      const int64_t e = o * I + i;
+      if (!store_postacts && weight[e] == T(0)) continue;  // pruned edge
+      EdgeChunk<T> c{n, pr.rot.data() + e * K, nullptr, nullptr, nullptr, nullptr, nullptr};
+      if constexpr (ENC) {
+        c.xs = pr.xt.data() + i * B + b0;
+        c.w = pre_w + e * R;
+        c.b = pre_b + e * R;
+      } else {
+        c.dc = pr.dc.data() + i * B + b0;
+        c.ds = pr.ds.data() + i * B + b0;
+      }
+      chunk_phi<T, A, FAST, ENC>(c, R, phi);
+      if (store_postacts) {
+        for (int j = 0; j < n; ++j) post[(b0 + j) * O * I + e] = phi[j];
+      } else {
+        const T we = weight[e];
+#pragma omp simd
+        for (int j = 0; j < n; ++j) acc[j] += we * phi[j];
+      }
+    }
+    if (!store_postacts)
+      for (int j = 0; j < n; ++j) y[(b0 + j) * O + o] = acc[j];
+  }
+}
+
+// Backward: work items are (i, block of samples). An item owns grad_x[block, i] outright and
+// writes its per-edge sums (theta, encodings, weight) to its block's partial slot; the blocks are
+// then added in a fixed order. No atomics, and the split depends on the sizes only, so results
+// are bit-identical run to run whatever the thread count.
+template <class T, int A, bool FAST, bool ENC>
+void backward_impl(const CircuitParams& p, const Prepared<T>& pr) {
+  const int64_t B = p.batch, I = p.in_dim, O = p.out_dim;
+  const int R = p.reps, K = pr.K;
+  const T* weight = static_cast<const T*>(p.weight);
+  const T* pre_w = static_cast<const T*>(p.pre_w);
+  const T* pre_b = static_cast<const T*>(p.pre_b);
+  const T* gy = static_cast<const T*>(p.grad_y);
+  const T* gpost = static_cast<const T*>(p.grad_postacts);
+  const bool need_x = p.grad_x, need_theta = p.grad_theta, need_w = p.grad_weight;
+  const bool need_pw = ENC && p.grad_pre_w, need_pb = ENC && p.grad_pre_b;
+
+  // grad_y transposed to [O][B] so a chunk's coefficients are contiguous
+  std::vector<T> gyt;
+  if (gy) {
+    gyt.resize(O * B);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t o = 0; o < O; ++o) gyt[o * B + b] = gy[b * O + o];
+  }
+  const int64_t n_chunks = ceil_div(B, kChunk);
+  // enough items to keep threads busy when I is small; a function of the sizes only
+  const int64_t n_blocks = std::max<int64_t>(1, std::min<int64_t>(n_chunks, ceil_div(32, I)));
+  const int64_t chunks_per_block = ceil_div(n_chunks, n_blocks);
+  const int64_t per_edge = K + 2 * R + 1;  // theta, pre_w, pre_b, weight sums of one edge
+  std::vector<T> partial(n_blocks * O * I * per_edge, T(0));  // [blk][O*I][per_edge]
+  std::vector<T> dxt(need_x ? I * B : 0, T(0));                // [I][B]
+
+#pragma omp parallel num_threads(p.num_threads)
+  {
+    std::vector<T> gth(static_cast<size_t>(K) * kChunk), gdat(static_cast<size_t>(std::max(R, 1)) * kChunk);
+    std::vector<T> sums(per_edge);
+    alignas(64) T coef[kChunk];
+    alignas(64) T phi[kChunk];
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < I * n_blocks; ++item) {
+      const int64_t i = item / n_blocks, blk = item % n_blocks;
+      const int64_t c_begin = blk * chunks_per_block;
+      const int64_t c_end = std::min(n_chunks, c_begin + chunks_per_block);
+      for (int64_t o = 0; o < O; ++o) {
+        const int64_t e = o * I + i;
+        const T we = weight ? weight[e] : T(1);
+        if (!gpost && we == T(0) && !need_w) continue;  // pruned edge: no gradient flows
+        std::fill(sums.begin(), sums.end(), T(0));
+        for (int64_t ch = c_begin; ch < c_end; ++ch) {
+          const int64_t b0 = ch * kChunk;
+          const int n = static_cast<int>(std::min<int64_t>(kChunk, B - b0));
+          for (int j = 0; j < n; ++j)
+            coef[j] = gpost ? gpost[(b0 + j) * O * I + e] : we * gyt[o * B + b0 + j];
+          EdgeChunk<T> c{n, pr.rot.data() + e * K, nullptr, nullptr, nullptr, nullptr, nullptr};
+          if constexpr (ENC) {
+            c.xs = pr.xt.data() + i * B + b0;
+            c.w = pre_w + e * R;
+            c.b = pre_b + e * R;
+          } else {
+            c.dc = pr.dc.data() + i * B + b0;
+            c.ds = pr.ds.data() + i * B + b0;
+          }
+          chunk_grad<T, A, FAST, ENC>(c, R, coef, phi, gth.data(), gdat.data());
+          if (need_theta)
+            for (int k = 0; k < K; ++k) {
+              T s = 0;
+              const T* g = gth.data() + static_cast<size_t>(k) * kChunk;
+#pragma omp simd reduction(+ : s)
+              for (int j = 0; j < n; ++j) s += g[j];
+              sums[k] += s;
+            }
+          for (int l = 0; l < R; ++l) {
+            const T* g = gdat.data() + static_cast<size_t>(l) * kChunk;
+            if (need_pb) {
+              T s = 0;
+#pragma omp simd reduction(+ : s)
+              for (int j = 0; j < n; ++j) s += g[j];
+              sums[K + R + l] += s;
+            }
+            if (need_pw) {
+              T s = 0;
+#pragma omp simd reduction(+ : s)
+              for (int j = 0; j < n; ++j) s += g[j] * c.xs[j];
+              sums[K + l] += s;
+            }
+            if (need_x) {
+              const T wl = ENC ? pre_w[e * R + l] : T(1);
+              T* dx = dxt.data() + i * B + b0;
+#pragma omp simd
+              for (int j = 0; j < n; ++j) dx[j] += wl * g[j];
+            }
+          }
+          if (need_w) {
+            T s = 0;
+#pragma omp simd reduction(+ : s)
+            for (int j = 0; j < n; ++j) s += gyt[o * B + b0 + j] * phi[j];
+            sums[K + 2 * R] += s;
+          }
+        }
+        std::copy(sums.begin(), sums.end(), partial.begin() + (blk * O * I + e) * per_edge);
+      }
+    }
+
+    // fixed-order sum over blocks, then scatter to the output layouts
+#pragma omp for schedule(static)
+    for (int64_t e = 0; e < O * I; ++e) {
+      std::fill(sums.begin(), sums.end(), T(0));
+      for (int64_t blk = 0; blk < n_blocks; ++blk) {
+        const T* src = partial.data() + (blk * O * I + e) * per_edge;
+        for (int64_t k = 0; k < per_edge; ++k) sums[k] += src[k];
+      }
+      if (need_theta) std::copy(sums.begin(), sums.begin() + K, static_cast<T*>(p.grad_theta) + e * K);
+      if (need_pw) std::copy(sums.begin() + K, sums.begin() + K + R, static_cast<T*>(p.grad_pre_w) + e * R);
+      if (need_pb) std::copy(sums.begin() + K + R, sums.begin() + K + 2 * R, static_cast<T*>(p.grad_pre_b) + e * R);
+      if (need_w) static_cast<T*>(p.grad_weight)[e] = sums[K + 2 * R];
+    }
+    if (need_x) {
+      T* gx = static_cast<T*>(p.grad_x);
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < I; ++i) gx[b * I + i] = dxt[i * B + b];
+    }
+  }
+  // encodings that were asked for but not used (frozen path) have zero gradient
+  if (!ENC) {
+    if (p.grad_pre_w) std::memset(p.grad_pre_w, 0, sizeof(T) * O * I * R);
+    if (p.grad_pre_b) std::memset(p.grad_pre_b, 0, sizeof(T) * O * I * R);
+  }
+}
+
+// Entry: dtype, ansatz, measure and encoding become compile-time constants here.
+enum class Mode { kForward, kPostacts, kBackward };
+
+template <class T>
+void run_typed(const CircuitParams& p, Mode mode) {
+  dispatch_ansatz(p.ansatz, [&](auto tag) {
+    constexpr int A = decltype(tag)::value;
+    const Prepared<T> pr = prepare<T, A>(p);
+    auto go = [&](auto fast_c, auto enc_c) {
+      constexpr bool FAST = decltype(fast_c)::value, ENC = decltype(enc_c)::value;
+      if (mode == Mode::kBackward)
+        backward_impl<T, A, FAST, ENC>(p, pr);
+      else
+        forward_impl<T, A, FAST, ENC>(p, pr, mode == Mode::kPostacts);
+    };
+    using TT = std::true_type;
+    using FF = std::false_type;
+    if (p.fast_measure) {
+      if (p.encode) go(TT{}, TT{}); else go(TT{}, FF{});
+    } else {
+      if (p.encode) go(FF{}, TT{}); else go(FF{}, FF{});
+    }
+  });
+}
+
+inline void run(const CircuitParams& p, Mode mode) {
+  if (p.dtype == kFloat64)
+    run_typed<double>(p, mode);
+  else
+    run_typed<float>(p, mode);
+}
+
+}  // namespace QKF_ISA_NS
+}  // namespace qkan_fast

@@ -1,0 +1,57 @@
+// Plain pointers and sizes handed from Python to every kernel (CPU and CUDA). No torch here:
+// python/qkan_fast/ops.py checks device, dtype, contiguity and shapes before filling this in.
+#pragma once
+
+#include <cstdint>
+
+namespace qkan_fast {
+
+struct CircuitParams {
+  int64_t batch = 0;    // B
+  int64_t in_dim = 0;   // I
+  int64_t out_dim = 0;  // O
+  int reps = 0;         // R
+  int ansatz = 0;       // Ansatz code (daruan.h)
+  int dtype = 0;        // DType code (daruan.h)
+  bool fast_measure = true;
+  bool encode = false;  // e_l = w[o,i,l] * x + b[o,i,l] instead of e_l = x
+
+  // inputs, all contiguous
+  const void* x = nullptr;       // [B, I]
+  const void* theta = nullptr;   // [O, I, Rt, P]
+  const void* pre_w = nullptr;   // [O, I, R]   (encode only)
+  const void* pre_b = nullptr;   // [O, I, R]   (encode only)
+  const void* weight = nullptr;  // [O, I]      postact weight * mask (forward / backward of y)
+
+  // forward outputs
+  void* y = nullptr;         // [B, O]      y[b,o] = sum_i weight[o,i] * phi_oi(x[b,i])
+  void* postacts = nullptr;  // [B, O, I]   phi_oi(x[b,i]) (postacts entry)
+
+  // backward: exactly one of grad_y (with weight) or grad_postacts is set
+  const void* grad_y = nullptr;         // [B, O]
+  const void* grad_postacts = nullptr;  // [B, O, I]
+  void* grad_x = nullptr;               // [B, I]        null when not needed
+  void* grad_theta = nullptr;           // [O, I, Rt, P] null when not needed
+  void* grad_pre_w = nullptr;           // [O, I, R]     null when not needed
+  void* grad_pre_b = nullptr;           // [O, I, R]     null when not needed
+  void* grad_weight = nullptr;          // [O, I]  sum_b grad_y[b,o] * phi; null when not needed
+
+  // CPU schedule
+  int num_threads = 1;
+  // CUDA launch
+  int device = 0;
+  std::uintptr_t stream = 0;
+  bool deterministic = false;
+};
+
+// CPU entry points (csrc/cpu/circuit.cpp)
+void circuit_forward_cpu(const CircuitParams& p);
+void circuit_postacts_cpu(const CircuitParams& p);
+void circuit_backward_cpu(const CircuitParams& p);
+
+// CUDA entry points (cuda/*.cu), compiled only with QKAN_FAST_CUDA
+void circuit_forward_cuda(const CircuitParams& p);
+void circuit_postacts_cuda(const CircuitParams& p);
+void circuit_backward_cuda(const CircuitParams& p);
+
+}  // namespace qkan_fast

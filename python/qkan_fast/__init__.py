@@ -1,0 +1,33 @@
+"""qkan_fast: fused C++/CUDA kernels for quantum-inspired Kolmogorov-Arnold networks (QKAN).
+
+Quick start::
+
+    import torch, qkan_fast
+    layer = qkan_fast.QKANLayer(16, 8, reps=3)      # qkan-compatible parameters and state_dict
+    y = layer(torch.randn(32, 16))                   # fused CPU/CUDA kernels, autograd-aware
+"""
+
+from . import _C
+from .ops import ENGINES, daruan_postacts, qkan_layer
+from .reference import ANSATZE, canonical_ansatz
+from .modules import QKAN, QKANLayer
+
+__version__ = "0.1.0"
+
+
+def build_info() -> dict:
+    """What the compiled core was built with: OpenMP, CPU instruction sets (and the one in use),
+    CUDA and its architectures, compiler."""
+    return dict(_C.build_info())
+
+
+__all__ = [
+    "ANSATZE",
+    "ENGINES",
+    "QKAN",
+    "QKANLayer",
+    "build_info",
+    "canonical_ansatz",
+    "daruan_postacts",
+    "qkan_layer",
+]
