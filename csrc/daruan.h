@@ -45,28 +45,31 @@ template <class T> QKF_HD Qubit<T> plus_state() {
   return {h, T(0), h, T(0)};
 }
 
-// Half-angle cosine and sine of a rotation: every rotation gate is exp(-i a P / 2).
-template <class T> struct Half {
+// A gate's angle as a (cos, sin) pair. RY and RX keep the half angle (c, s) = (cos a/2, sin a/2).
+// RZ(a) = e^{-ia/2} diag(1, e^{ia}) is applied as the phase gate diag(1, e^{ia}) with the full
+// angle (cos a, sin a): the global phase changes neither |alpha|, |beta| nor any gradient, and
+// the phase gate costs half the flops. fold_theta and data_gate below make the right pair.
+template <class T> struct Rot {
   T c, s;
 };
 
-// The inverse of a rotation is the same rotation with the sine negated.
-template <class T> QKF_HD Half<T> inverse(Half<T> h) { return {h.c, -h.s}; }
+// The inverse of every gate here is the same gate with the sine negated.
+template <class T> QKF_HD Rot<T> inverse(Rot<T> h) { return {h.c, -h.s}; }
 
-// RZ = diag(e^{-ia/2}, e^{+ia/2})
-template <class T> QKF_HD void apply_rz(Qubit<T>& q, Half<T> h) {
-  const T ar = q.ar * h.c + q.ai * h.s, ai = q.ai * h.c - q.ar * h.s;
-  const T br = q.br * h.c - q.bi * h.s, bi = q.bi * h.c + q.br * h.s;
-  q = {ar, ai, br, bi};
+// RZ(a) up to a global phase: beta *= e^{ia}
+template <class T> QKF_HD void apply_rz(Qubit<T>& q, Rot<T> p) {
+  const T br = q.br * p.c - q.bi * p.s, bi = q.bi * p.c + q.br * p.s;
+  q.br = br;
+  q.bi = bi;
 }
 // RY = [[c, -s], [s, c]]
-template <class T> QKF_HD void apply_ry(Qubit<T>& q, Half<T> h) {
+template <class T> QKF_HD void apply_ry(Qubit<T>& q, Rot<T> h) {
   const T ar = h.c * q.ar - h.s * q.br, ai = h.c * q.ai - h.s * q.bi;
   const T br = h.s * q.ar + h.c * q.br, bi = h.s * q.ai + h.c * q.bi;
   q = {ar, ai, br, bi};
 }
 // RX = [[c, -is], [-is, c]]
-template <class T> QKF_HD void apply_rx(Qubit<T>& q, Half<T> h) {
+template <class T> QKF_HD void apply_rx(Qubit<T>& q, Rot<T> h) {
   const T ar = h.c * q.ar + h.s * q.bi, ai = h.c * q.ai - h.s * q.br;
   const T br = h.c * q.br + h.s * q.ai, bi = h.c * q.bi - h.s * q.ar;
   q = {ar, ai, br, bi};
@@ -74,11 +77,12 @@ template <class T> QKF_HD void apply_rx(Qubit<T>& q, Half<T> h) {
 template <class T> QKF_HD void apply_x(Qubit<T>& q) { q = {q.br, q.bi, q.ar, q.ai}; }
 template <class T> QKF_HD void apply_z(Qubit<T>& q) { q = {q.ar, q.ai, -q.br, -q.bi}; }
 
-// d phi / d a for a gate exp(-i a P / 2) equals Im(lam^dag P psi) / 2, with psi the state and lam
-// the cotangent both taken just after the gate (lam = d phi / d conj(psi_final), swept back).
-template <class T> QKF_HD T im_z(const Qubit<T>& l, const Qubit<T>& p) {
-  return T(0.5) * ((l.ar * p.ai - l.ai * p.ar) - (l.br * p.bi - l.bi * p.br));
-}
+// Gradients by the adjoint method: with psi the state and lam the cotangent (d phi / d conj(psi),
+// swept back through the inverse gates) both taken just after a gate exp(-i a P / 2),
+// d phi / d a = Im(lam^dag P psi) / 2.
+// For the phase gate diag(1, e^{ia}) it is -Im(conj(lam_b) beta): the same value, because
+// lam^dag psi stays real along the sweep (it is |alpha| - |beta| or 2<Z> at the end).
+template <class T> QKF_HD T im_z(const Qubit<T>& l, const Qubit<T>& p) { return l.bi * p.br - l.br * p.bi; }
 template <class T> QKF_HD T im_y(const Qubit<T>& l, const Qubit<T>& p) {
   return T(0.5) * ((l.br * p.ar + l.bi * p.ai) - (l.ar * p.br + l.ai * p.bi));
 }
@@ -109,114 +113,154 @@ template <class T, bool FAST> QKF_HD T measure(const Qubit<T>& q, Qubit<T>* lam)
   }
 }
 
-// Half-angles of the data gate of one repetition, from the encoded value e.
+// Which gates are RZ (phase gates): theta column 0 of pz, px and mix; the data gate of pz and rpz.
+template <int A> constexpr bool theta_col_is_rz(int col) { return col == 0 && (A == kPZ || A == kPX || A == kMIX); }
+template <int A> constexpr bool data_is_rz() { return A == kPZ || A == kRPZ; }
+
+// The (cos, sin) pair of theta entry `angle` in column `col` (see Rot).
+template <class T, int A> QKF_HD Rot<T> fold_theta(T angle, int col) {
+  Rot<T> r;
+  qkf_sincos(theta_col_is_rz<A>(col) ? angle : T(0.5) * angle, &r.s, &r.c);
+  return r;
+}
+
+// The (cos, sin) pair of the data gate of one repetition, from the encoded value e.
 // px encodes RX(arccos e): cos(arccos(e)/2) = sqrt((1+e)/2), sin = sqrt((1-e)/2), no trig needed;
 // callers validated e in [-1, 1], the clamp only absorbs roundoff of w*x+b.
-template <class T, int A> QKF_HD Half<T> data_half(T e) {
-  Half<T> h;
+template <class T, int A> QKF_HD Rot<T> data_gate(T e) {
+  Rot<T> h;
   if (A == kPX) {
     const T ec = e > T(1) ? T(1) : (e < T(-1) ? T(-1) : e);
     h.c = qkf_sqrt(T(0.5) * (T(1) + ec));
     h.s = qkf_sqrt(T(0.5) * (T(1) - ec));
   } else {
-    qkf_sincos(T(0.5) * e, &h.s, &h.c);
+    qkf_sincos(data_is_rz<A>() ? e : T(0.5) * e, &h.s, &h.c);
   }
   return h;
 }
 
-// d(data angle)/de from the data gate's half-angles: 1, except px where the angle is arccos(e) and
+// d(data angle)/de from the data gate's (cos, sin) pair: 1, except px where the angle is arccos(e) and
 // the slope is -1/sqrt(1-e^2) = -1/(2cs) (no cancellation near e = +-1); floored so e = +-1 stays finite.
-template <class T, int A> QKF_HD T data_angle_slope(Half<T> h) {
+template <class T, int A> QKF_HD T data_angle_slope(Rot<T> h) {
   if (A != kPX) return T(1);
   const T r = T(2) * h.c * h.s;
   const T fl = sizeof(T) == 4 ? T(1e-6) : T(1e-12);
   return T(-1) / (r > fl ? r : fl);
 }
 
-// The circuit of one edge. `rot` holds the half-angle (c, s) of every theta entry, row-major
-// over (row, col): rot[row * P + col]. `data(l)` returns the data gate half-angles of repetition l.
-template <class T, int A, class DataFn>
-QKF_HD Qubit<T> edge_forward(const Half<T>* rot, int reps, DataFn data) {
-  constexpr int P = (A == kPZ || A == kMIX) ? 2 : 1;
-  Qubit<T> q = plus_state<T>();
-  for (int l = 0; l < reps; ++l) {
-    const Half<T> d = data(l);
-    if (A == kPZ) {
-      apply_rz(q, rot[l * P]); apply_ry(q, rot[l * P + 1]); apply_rz(q, d);
-    } else if (A == kRPZ) {
-      apply_ry(q, rot[l]); apply_rz(q, d);
-    } else if (A == kPX) {
-      apply_rz(q, rot[l]); apply_rx(q, d);
-    } else if (A == kREAL) {
-      apply_x(q); apply_ry(q, rot[l]); apply_z(q); apply_ry(q, d);
-    } else {  // kMIX
-      apply_rz(q, rot[l * P]); apply_rx(q, rot[l * P + 1]); apply_ry(q, d);
-    }
-  }
+// The circuit of one edge, in pieces that schedules can interleave (the CPU runs each piece over a
+// chunk of samples as one SIMD loop; the GPU keeps one qubit per thread and calls edge_forward).
+// `rot` holds the half-angle (c, s) of every theta entry, row-major over (row, col):
+// rot[row * P + col]; `d` is the data gate of the repetition.
+template <class T, int A> QKF_HD void apply_rep(Qubit<T>& q, const Rot<T>* row, Rot<T> d) {
   if (A == kPZ) {
-    apply_rz(q, rot[reps * P]); apply_ry(q, rot[reps * P + 1]);
+    apply_rz(q, row[0]); apply_ry(q, row[1]); apply_rz(q, d);
   } else if (A == kRPZ) {
-    apply_ry(q, rot[reps]);
+    apply_ry(q, row[0]); apply_rz(q, d);
   } else if (A == kPX) {
-    apply_rz(q, rot[reps]);
-  } else if (A == kMIX) {
-    apply_rz(q, rot[reps * P]); apply_rx(q, rot[reps * P + 1]);
+    apply_rz(q, row[0]); apply_rx(q, d);
+  } else if (A == kREAL) {
+    apply_x(q); apply_ry(q, row[0]); apply_z(q); apply_ry(q, d);
+  } else {  // kMIX
+    apply_rz(q, row[0]); apply_rx(q, row[1]); apply_ry(q, d);
   }
+}
+
+// The closing gates after the last repetition (`row` = theta row R; real has none).
+template <class T, int A> QKF_HD void apply_final(Qubit<T>& q, const Rot<T>* row) {
+  if (A == kPZ) {
+    apply_rz(q, row[0]); apply_ry(q, row[1]);
+  } else if (A == kRPZ) {
+    apply_ry(q, row[0]);
+  } else if (A == kPX) {
+    apply_rz(q, row[0]);
+  } else if (A == kMIX) {
+    apply_rz(q, row[0]); apply_rx(q, row[1]);
+  }
+}
+
+template <int A> constexpr int theta_cols_of() { return (A == kPZ || A == kMIX) ? 2 : 1; }
+
+// `data(l)` returns the data gate half-angles of repetition l.
+template <class T, int A, class DataFn>
+QKF_HD Qubit<T> edge_forward(const Rot<T>* rot, int reps, DataFn data) {
+  constexpr int P = theta_cols_of<A>();
+  Qubit<T> q = plus_state<T>();
+  for (int l = 0; l < reps; ++l) apply_rep<T, A>(q, rot + l * P, data(l));
+  if (A != kREAL) apply_final<T, A>(q, rot + reps * P);
   return q;
 }
 
 // Undo a rotation on both the state and the cotangent (every gate is unitary, so the states of
 // earlier gates are recovered exactly instead of being stored).
-template <class T> QKF_HD void undo_rz(Qubit<T>& q, Qubit<T>& l, Half<T> h) {
+template <class T> QKF_HD void undo_rz(Qubit<T>& q, Qubit<T>& l, Rot<T> h) {
   apply_rz(q, inverse(h)); apply_rz(l, inverse(h));
 }
-template <class T> QKF_HD void undo_ry(Qubit<T>& q, Qubit<T>& l, Half<T> h) {
+template <class T> QKF_HD void undo_ry(Qubit<T>& q, Qubit<T>& l, Rot<T> h) {
   apply_ry(q, inverse(h)); apply_ry(l, inverse(h));
 }
-template <class T> QKF_HD void undo_rx(Qubit<T>& q, Qubit<T>& l, Half<T> h) {
+template <class T> QKF_HD void undo_rx(Qubit<T>& q, Qubit<T>& l, Rot<T> h) {
   apply_rx(q, inverse(h)); apply_rx(l, inverse(h));
 }
 
-// Adjoint sweep of one edge. Starts from the final state q and cotangent l (from measure) and
-// walks the gates backwards. Calls grad_theta(k, g) with g = d phi / d theta_flat[k] (k = row*P+col)
-// and grad_data(l, g) with g = d phi / d(data angle of repetition l).
-template <class T, int A, class DataFn, class ThetaSink, class DataSink>
-QKF_HD void edge_adjoint(Qubit<T> q, Qubit<T> l, const Half<T>* rot, int reps, DataFn data,
-                         ThetaSink grad_theta, DataSink grad_data) {
-  constexpr int P = (A == kPZ || A == kMIX) ? 2 : 1;
+// Adjoint of the closing gates: q and l are the state and the cotangent (d phi / d conj(state))
+// just after them; on return, just before them. g[c] = d phi / d theta[R, c].
+template <class T, int A> QKF_HD void adjoint_final(Qubit<T>& q, Qubit<T>& l, const Rot<T>* row, T* g) {
   if (A == kPZ) {
-    grad_theta(reps * P + 1, im_y(l, q)); undo_ry(q, l, rot[reps * P + 1]);
-    grad_theta(reps * P, im_z(l, q)); undo_rz(q, l, rot[reps * P]);
+    g[1] = im_y(l, q); undo_ry(q, l, row[1]);
+    g[0] = im_z(l, q); undo_rz(q, l, row[0]);
   } else if (A == kRPZ) {
-    grad_theta(reps, im_y(l, q)); undo_ry(q, l, rot[reps]);
+    g[0] = im_y(l, q); undo_ry(q, l, row[0]);
   } else if (A == kPX) {
-    grad_theta(reps, im_z(l, q)); undo_rz(q, l, rot[reps]);
+    g[0] = im_z(l, q); undo_rz(q, l, row[0]);
   } else if (A == kMIX) {
-    grad_theta(reps * P + 1, im_x(l, q)); undo_rx(q, l, rot[reps * P + 1]);
-    grad_theta(reps * P, im_z(l, q)); undo_rz(q, l, rot[reps * P]);
+    g[1] = im_x(l, q); undo_rx(q, l, row[1]);
+    g[0] = im_z(l, q); undo_rz(q, l, row[0]);
+  }
+}
+
+// Adjoint of one repetition: g[c] = d phi / d theta[l, c]; returns d phi / d(data angle).
+template <class T, int A>
+QKF_HD T adjoint_rep(Qubit<T>& q, Qubit<T>& l, const Rot<T>* row, Rot<T> d, T* g) {
+  T gd;
+  if (A == kPZ) {
+    gd = im_z(l, q); undo_rz(q, l, d);
+    g[1] = im_y(l, q); undo_ry(q, l, row[1]);
+    g[0] = im_z(l, q); undo_rz(q, l, row[0]);
+  } else if (A == kRPZ) {
+    gd = im_z(l, q); undo_rz(q, l, d);
+    g[0] = im_y(l, q); undo_ry(q, l, row[0]);
+  } else if (A == kPX) {
+    gd = im_x(l, q); undo_rx(q, l, d);
+    g[0] = im_z(l, q); undo_rz(q, l, row[0]);
+  } else if (A == kREAL) {
+    gd = im_y(l, q); undo_ry(q, l, d);
+    apply_z(q); apply_z(l);  // Z and X are their own inverses
+    g[0] = im_y(l, q); undo_ry(q, l, row[0]);
+    apply_x(q); apply_x(l);
+  } else {  // kMIX
+    gd = im_y(l, q); undo_ry(q, l, d);
+    g[1] = im_x(l, q); undo_rx(q, l, row[1]);
+    g[0] = im_z(l, q); undo_rz(q, l, row[0]);
+  }
+  return gd;
+}
+
+// Adjoint sweep of one edge, from the final state q and cotangent l (from measure) back to the
+// start. Calls grad_theta(k, g) with g = d phi / d theta_flat[k] (k = row*P + col) and
+// grad_data(l, g) with g = d phi / d(data angle of repetition l).
+template <class T, int A, class DataFn, class ThetaSink, class DataSink>
+QKF_HD void edge_adjoint(Qubit<T> q, Qubit<T> l, const Rot<T>* rot, int reps, DataFn data,
+                         ThetaSink grad_theta, DataSink grad_data) {
+  constexpr int P = theta_cols_of<A>();
+  T g[2] = {T(0), T(0)};
+  if (A != kREAL) {
+    adjoint_final<T, A>(q, l, rot + reps * P, g);
+    for (int c = 0; c < P; ++c) grad_theta(reps * P + c, g[c]);
   }
   for (int r = reps - 1; r >= 0; --r) {
-    const Half<T> d = data(r);
-    if (A == kPZ) {
-      grad_data(r, im_z(l, q)); undo_rz(q, l, d);
-      grad_theta(r * P + 1, im_y(l, q)); undo_ry(q, l, rot[r * P + 1]);
-      grad_theta(r * P, im_z(l, q)); undo_rz(q, l, rot[r * P]);
-    } else if (A == kRPZ) {
-      grad_data(r, im_z(l, q)); undo_rz(q, l, d);
-      grad_theta(r, im_y(l, q)); undo_ry(q, l, rot[r]);
-    } else if (A == kPX) {
-      grad_data(r, im_x(l, q)); undo_rx(q, l, d);
-      grad_theta(r, im_z(l, q)); undo_rz(q, l, rot[r]);
-    } else if (A == kREAL) {
-      grad_data(r, im_y(l, q)); undo_ry(q, l, d);
-      apply_z(q); apply_z(l);  // Z and X are their own inverses
-      grad_theta(r, im_y(l, q)); undo_ry(q, l, rot[r]);
-      apply_x(q); apply_x(l);
-    } else {  // kMIX
-      grad_data(r, im_y(l, q)); undo_ry(q, l, d);
-      grad_theta(r * P + 1, im_x(l, q)); undo_rx(q, l, rot[r * P + 1]);
-      grad_theta(r * P, im_z(l, q)); undo_rz(q, l, rot[r * P]);
-    }
+    grad_data(r, adjoint_rep<T, A>(q, l, rot + r * P, data(r), g));
+    for (int c = 0; c < P; ++c) grad_theta(r * P + c, g[c]);
   }
 }
 

@@ -3,7 +3,7 @@
 // This header is compiled once per instruction set (circuit_generic.cpp, circuit_avx2.cpp,
 // circuit_avx512.cpp), each inside its own namespace QKF_ISA_NS; circuit.cpp picks one at run time.
 // The batch is the vector axis: for one edge, a chunk of samples runs the same gates with the
-// edge's angles broadcast, so `#pragma omp simd` keeps one qubit per SIMD lane.
+// edge's angles broadcast, with one qubit per SIMD lane.
 #pragma once
 
 #include <algorithm>
@@ -18,6 +18,17 @@
 #error "define QKF_ISA_NS before including circuit_kernels.h"
 #endif
 
+// Independent iterations over the samples of a chunk. GCC vectorises these loops with ivdep but
+// not with `omp simd`, whose lowering of the per-lane qubit structs defeats it (checked with
+// -fopt-info-vec); reductions keep `omp simd reduction`, which licenses the reordering.
+#if defined(__clang__)
+#define QKF_VECTOR_LOOP _Pragma("clang loop vectorize(enable) interleave(enable)")
+#elif defined(__GNUC__)
+#define QKF_VECTOR_LOOP _Pragma("GCC ivdep")
+#else
+#define QKF_VECTOR_LOOP
+#endif
+
 namespace qkan_fast {
 namespace QKF_ISA_NS {
 
@@ -25,11 +36,11 @@ constexpr int kChunk = 64;  // samples per SIMD batch: a few vectors, small enou
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Per-call preparation shared by forward and backward: theta folded to half-angle (c, s) once per
-// edge, and the data gate's half-angles once per (b, i) (transposed to [I][B] so a chunk of
+// Per-call preparation shared by forward and backward: theta folded to (cos, sin) pairs once per
+// edge, and the data gate's pair once per (b, i) (transposed to [I][B] so a chunk of
 // samples is contiguous). With encodings the data gate differs per edge, so only x^T is kept.
 template <class T> struct Prepared {
-  std::vector<Half<T>> rot;  // [O*I][K], K = Rt*P
+  std::vector<Rot<T>> rot;  // [O*I][K], K = Rt*P
   std::vector<T> dc, ds;     // [I][B] (not encode)
   std::vector<T> xt;         // [I][B] (encode)
   int K = 0;
@@ -39,7 +50,8 @@ template <class T, int A>
 Prepared<T> prepare(const CircuitParams& p) {
   Prepared<T> pr;
   const int64_t B = p.batch, I = p.in_dim, O = p.out_dim;
-  pr.K = theta_rows(A, p.reps) * theta_cols(A);
+  constexpr int P = theta_cols_of<A>();
+  pr.K = theta_rows(A, p.reps) * P;
   const int64_t n_theta = O * I * pr.K;
   const T* theta = static_cast<const T*>(p.theta);
   const T* x = static_cast<const T*>(p.x);
@@ -47,11 +59,7 @@ Prepared<T> prepare(const CircuitParams& p) {
 #pragma omp parallel num_threads(p.num_threads)
   {
 #pragma omp for schedule(static)
-    for (int64_t k = 0; k < n_theta; ++k) {
-      T s, c;
-      qkf_sincos(T(0.5) * theta[k], &s, &c);
-      pr.rot[k] = {c, s};
-    }
+    for (int64_t k = 0; k < n_theta; ++k) pr.rot[k] = fold_theta<T, A>(theta[k], static_cast<int>(k % P));
     if (p.encode) {
 #pragma omp single
       pr.xt.resize(B * I);
@@ -67,7 +75,7 @@ Prepared<T> prepare(const CircuitParams& p) {
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < I; ++i)
         for (int64_t b = 0; b < B; ++b) {
-          const Half<T> h = data_half<T, A>(x[b * I + i]);
+          const Rot<T> h = data_gate<T, A>(x[b * I + i]);
           pr.dc[i * B + b] = h.c;
           pr.ds[i * B + b] = h.s;
         }
@@ -79,7 +87,7 @@ Prepared<T> prepare(const CircuitParams& p) {
 // Inputs of one edge over one chunk of samples.
 template <class T> struct EdgeChunk {
   int n;                // samples in the chunk (<= kChunk)
-  const Half<T>* rot;   // [K] this edge's folded theta
+  const Rot<T>* rot;    // [K] this edge's folded theta
   const T* dc;          // [n] data half-angle cos (not encode)
   const T* ds;          // [n] data half-angle sin (not encode)
   const T* xs;          // [n] inputs (encode)
@@ -87,22 +95,78 @@ template <class T> struct EdgeChunk {
   const T* b;           // [R] encoding biases of this edge (encode)
 };
 
+// The qubits of one chunk, one per sample, kept as four arrays so that every gate is one SIMD loop
+// over the chunk (GCC does not vectorise an outer loop around the repetition loop).
+template <class T> struct ChunkState {
+  alignas(64) T ar[kChunk];
+  alignas(64) T ai[kChunk];
+  alignas(64) T br[kChunk];
+  alignas(64) T bi[kChunk];
+  QKF_HD Qubit<T> get(int j) const { return {ar[j], ai[j], br[j], bi[j]}; }
+  QKF_HD void set(int j, const Qubit<T>& q) { ar[j] = q.ar; ai[j] = q.ai; br[j] = q.br; bi[j] = q.bi; }
+};
+
+// Data gate (cos, sin) pairs of repetition l for the chunk. Without encodings they are the same for
+// every repetition and were computed once per (b, i); with encodings they are made here.
+// Kept as two arrays (cos, sin): GCC does not vectorise loads of a struct array here.
+template <class T> struct ChunkData {
+  alignas(64) T c[kChunk];
+  alignas(64) T s[kChunk];
+};
+
+template <class T, int A, bool ENC>
+void chunk_data(const EdgeChunk<T>& c, int l, ChunkData<T>& buf) {
+  if constexpr (ENC) {
+    const T w = c.w[l], b = c.b[l];
+    for (int j = 0; j < c.n; ++j) {
+      const Rot<T> h = data_gate<T, A>(w * c.xs[j] + b);
+      buf.c[j] = h.c;
+      buf.s[j] = h.s;
+    }
+  } else {
+    std::copy(c.dc, c.dc + c.n, buf.c);
+    std::copy(c.ds, c.ds + c.n, buf.s);
+  }
+}
+
+// Run the circuit of one edge over a chunk of samples: st holds the final states.
+template <class T, int A, bool ENC>
+void chunk_forward(const EdgeChunk<T>& c, int reps, ChunkState<T>& st, ChunkData<T>& dbuf) {
+  constexpr int P = theta_cols_of<A>();
+  const Qubit<T> q0 = plus_state<T>();
+  for (int j = 0; j < c.n; ++j) st.set(j, q0);
+  if (!ENC) chunk_data<T, A, ENC>(c, 0, dbuf);
+  for (int l = 0; l < reps; ++l) {
+    if (ENC) chunk_data<T, A, ENC>(c, l, dbuf);
+    Rot<T> row[P];
+    for (int k = 0; k < P; ++k) row[k] = c.rot[l * P + k];
+QKF_VECTOR_LOOP
+    for (int j = 0; j < c.n; ++j) {
+      Qubit<T> q = st.get(j);
+      apply_rep<T, A>(q, row, Rot<T>{dbuf.c[j], dbuf.s[j]});
+      st.set(j, q);
+    }
+  }
+  if (A != kREAL) {
+    Rot<T> row[P];
+    for (int k = 0; k < P; ++k) row[k] = c.rot[reps * P + k];
+QKF_VECTOR_LOOP
+    for (int j = 0; j < c.n; ++j) {
+      Qubit<T> q = st.get(j);
+      apply_final<T, A>(q, row);
+      st.set(j, q);
+    }
+  }
+}
+
 // phi[j] for the samples of one chunk.
 template <class T, int A, bool FAST, bool ENC>
 void chunk_phi(const EdgeChunk<T>& c, int reps, T* __restrict phi) {
-  const Half<T>* rot = c.rot;
-#pragma omp simd
-  for (int j = 0; j < c.n; ++j) {
-    Qubit<T> q;
-    if constexpr (ENC) {
-      const T xv = c.xs[j];
-      q = edge_forward<T, A>(rot, reps, [&](int l) { return data_half<T, A>(c.w[l] * xv + c.b[l]); });
-    } else {
-      const Half<T> d{c.dc[j], c.ds[j]};
-      q = edge_forward<T, A>(rot, reps, [&](int) { return d; });
-    }
-    phi[j] = measure<T, FAST>(q, nullptr);
-  }
+  ChunkState<T> st;
+  ChunkData<T> dbuf;
+  chunk_forward<T, A, ENC>(c, reps, st, dbuf);
+QKF_VECTOR_LOOP
+  for (int j = 0; j < c.n; ++j) phi[j] = measure<T, FAST>(st.get(j), nullptr);
 }
 
 // Recompute one chunk of an edge and sweep the adjoint back, weighting each sample by coef[j].
@@ -111,25 +175,52 @@ void chunk_phi(const EdgeChunk<T>& c, int reps, T* __restrict phi) {
 template <class T, int A, bool FAST, bool ENC>
 void chunk_grad(const EdgeChunk<T>& c, int reps, const T* __restrict coef, T* __restrict phi,
                 T* __restrict gth, T* __restrict gdat) {
-  const Half<T>* rot = c.rot;
-#pragma omp simd
+  constexpr int P = theta_cols_of<A>();
+  ChunkState<T> st, lam;
+  ChunkData<T> dbuf;
+  chunk_forward<T, A, ENC>(c, reps, st, dbuf);
+QKF_VECTOR_LOOP
   for (int j = 0; j < c.n; ++j) {
-    const T xv = ENC ? c.xs[j] : T(0);
-    const Half<T> d0 = ENC ? Half<T>{T(1), T(0)} : Half<T>{c.dc[j], c.ds[j]};
-    auto data = [&](int l) { return ENC ? data_half<T, A>(c.w[l] * xv + c.b[l]) : d0; };
-    const Qubit<T> q = edge_forward<T, A>(rot, reps, data);
-    Qubit<T> lam;
-    phi[j] = measure<T, FAST>(q, &lam);
+    Qubit<T> l;
+    phi[j] = measure<T, FAST>(st.get(j), &l);
     const T cj = coef[j];
-    lam = {lam.ar * cj, lam.ai * cj, lam.br * cj, lam.bi * cj};
-    // without encodings the data gate is the same in every repetition
-    const T slope0 = data_angle_slope<T, A>(d0);
-    edge_adjoint<T, A>(
-        q, lam, rot, reps, data, [&](int k, T g) { gth[k * kChunk + j] = g; },
-        [&](int l, T g) {
-          const T slope = ENC ? data_angle_slope<T, A>(data(l)) : slope0;
-          gdat[l * kChunk + j] = g * slope;
-        });
+    lam.set(j, {l.ar * cj, l.ai * cj, l.br * cj, l.bi * cj});
+  }
+  if (A != kREAL) {
+    Rot<T> row[P];
+    for (int k = 0; k < P; ++k) row[k] = c.rot[reps * P + k];
+    T* g0 = gth + (reps * P) * kChunk;
+    T* g1 = gth + (reps * P + P - 1) * kChunk;
+QKF_VECTOR_LOOP
+    for (int j = 0; j < c.n; ++j) {
+      Qubit<T> q = st.get(j), l = lam.get(j);
+      T g[2];
+      adjoint_final<T, A>(q, l, row, g);
+      g0[j] = g[0];
+      if (P == 2) g1[j] = g[1];
+      st.set(j, q);
+      lam.set(j, l);
+    }
+  }
+  if (!ENC) chunk_data<T, A, ENC>(c, 0, dbuf);
+  for (int r = reps - 1; r >= 0; --r) {
+    if (ENC) chunk_data<T, A, ENC>(c, r, dbuf);
+    Rot<T> row[P];
+    for (int k = 0; k < P; ++k) row[k] = c.rot[r * P + k];
+    T* g0 = gth + (r * P) * kChunk;
+    T* g1 = gth + (r * P + P - 1) * kChunk;
+    T* gd = gdat + r * kChunk;
+QKF_VECTOR_LOOP
+    for (int j = 0; j < c.n; ++j) {
+      Qubit<T> q = st.get(j), l = lam.get(j);
+      T g[2];
+      const Rot<T> d{dbuf.c[j], dbuf.s[j]};
+      gd[j] = adjoint_rep<T, A>(q, l, row, d, g) * data_angle_slope<T, A>(d);
+      g0[j] = g[0];
+      if (P == 2) g1[j] = g[1];
+      st.set(j, q);
+      lam.set(j, l);
+    }
   }
 }
 
@@ -167,7 +258,7 @@ void forward_impl(const CircuitParams& p, const Prepared<T>& pr, bool store_post
         for (int j = 0; j < n; ++j) post[(b0 + j) * O * I + e] = phi[j];
       } else {
         const T we = weight[e];
-#pragma omp simd
+QKF_VECTOR_LOOP
         for (int j = 0; j < n; ++j) acc[j] += we * phi[j];
       }
     }
@@ -263,7 +354,7 @@ void backward_impl(const CircuitParams& p, const Prepared<T>& pr) {
             if (need_x) {
               const T wl = ENC ? pre_w[e * R + l] : T(1);
               T* dx = dxt.data() + i * B + b0;
-#pragma omp simd
+QKF_VECTOR_LOOP
               for (int j = 0; j < n; ++j) dx[j] += wl * g[j];
             }
           }

@@ -16,6 +16,12 @@ from torch import Tensor, nn
 from . import ops
 from .reference import canonical_ansatz, theta_shape
 
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+# module-level functions only (no lambdas), so that modules pickle and torch.save
 _ACTIVATIONS = {
     "silu": F.silu,
     "swish": F.silu,
@@ -23,8 +29,8 @@ _ACTIVATIONS = {
     "relu": F.relu,
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
-    "identity": lambda x: x,
-    "linear": lambda x: x,
+    "identity": _identity,
+    "linear": _identity,
 }
 
 # qkan keywords that choose qkan's own engine or storage: accepted for drop-in use, no effect here.
@@ -167,7 +173,9 @@ class QKANLayer(nn.Module):
 
     def postacts(self, x: Tensor) -> Tensor:  # [B, I] -> [B, O, I]
         """The raw DARUAN value phi_oi(x[b,i]) of every edge (before pw, pb, mask)."""
-        x = self._normalise(x)
+        return self._phi(self._normalise(x))
+
+    def _phi(self, x: Tensor) -> Tensor:  # normalised [B, I] -> [B, O, I]
         return ops.daruan_postacts(
             x, self.theta, self.preacts_weight, self.preacts_bias, ansatz=self.ansatz, reps=self.reps,
             fast_measure=self.fast_measure, preact_trainable=self.preact_trainable, out_dim=self.out_dim,
@@ -176,8 +184,8 @@ class QKANLayer(nn.Module):
 
     def forward_no_sum(self, x: Tensor) -> Tensor:  # [B, I] -> [B, O, I]
         """Each edge's contribution to y, as `qkan.QKANLayer.forward_no_sum`: y = forward_no_sum(x).sum(-1)."""
-        phi = self.postacts(x)
-        x = self._normalise(x)
+        x = self._normalise(x)  # once: in training mode batchnorm updates its statistics per call
+        phi = self._phi(x)
         out = (phi + self.postact_bias) * self.postact_weights
         if self.base_activation is not None:
             out = out + self.base_weight * self.base_activation(x)[:, None, :]

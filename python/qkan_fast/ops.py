@@ -219,13 +219,18 @@ def circuit_backward(
         p.grad_y = grad.data_ptr()
     else:
         p.grad_postacts = grad.data_ptr()
-    empty = x.new_empty(0)
+    def out_like(t: Tensor, wanted: bool, zero: bool = False) -> Tensor:
+        # distinct empty tensors for grads not asked for: custom-op outputs may not alias each other
+        if not wanted:
+            return x.new_empty(0)
+        return torch.zeros_like(t) if zero else torch.empty_like(t)
+
     outs = [
-        torch.empty_like(x) if needs[0] else empty,
-        torch.empty_like(theta) if needs[1] else empty,
-        torch.empty_like(pre_w) if needs[2] and encode else (torch.zeros_like(pre_w) if needs[2] else empty),
-        torch.empty_like(pre_b) if needs[3] and encode else (torch.zeros_like(pre_b) if needs[3] else empty),
-        torch.empty_like(weight) if need_w else empty,
+        out_like(x, needs[0]),
+        out_like(theta, needs[1]),
+        out_like(pre_w, needs[2], zero=not encode),
+        out_like(pre_b, needs[3], zero=not encode),
+        out_like(x if weight is None else weight, need_w),
     ]
     p.grad_x, p.grad_theta = _ptr(outs[0]), _ptr(outs[1])
     if encode:
@@ -238,13 +243,16 @@ def circuit_backward(
 
 @circuit_backward.register_fake
 def _(grad, x, theta, pre_w, pre_b, weight, ansatz, reps, fast_measure, encode, needs):
-    empty = x.new_empty(0)
+    def out_like(t, wanted):
+        return torch.empty_like(t) if wanted else x.new_empty(0)
+
+    need_w = weight is not None and needs[4]
     return (
-        torch.empty_like(x) if needs[0] else empty,
-        torch.empty_like(theta) if needs[1] else empty,
-        torch.empty_like(pre_w) if needs[2] else empty,
-        torch.empty_like(pre_b) if needs[3] else empty,
-        torch.empty_like(weight) if weight is not None and needs[4] else empty,
+        out_like(x, needs[0]),
+        out_like(theta, needs[1]),
+        out_like(pre_w, needs[2]),
+        out_like(pre_b, needs[3]),
+        out_like(x if weight is None else weight, need_w),
     )
 
 
@@ -367,11 +375,12 @@ def qkan_layer(
         return reference.layer(
             x, theta, preacts_weight, preacts_bias, base_weight, postact_weights, postact_bias, mask,
             ansatz=ansatz, reps=reps, fast_measure=fast_measure, preact_trainable=preact_trainable,
-            base_activation=base_activation,
+            base_activation=base_activation if base_activation is not None else torch.zeros_like,
         )
-    if not isinstance(x, Tensor) or x.dim() != 2:
-        got = _shape(x) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"x must have shape (batch, in_dim), got {got}")
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 2:
+        raise ValueError(f"x must have shape (batch, in_dim), got {_shape(x)}")
     out_dim, in_dim = postact_weights.shape
     if x.shape[1] != in_dim:
         raise ValueError(f"x must have shape (batch, {in_dim}), got {_shape(x)}")
@@ -380,6 +389,7 @@ def qkan_layer(
     _check_tensor("postact_weights", postact_weights, None, x)
     weight = postact_weights * mask  # [O, I]
     encode = ansatz == "rpz" or preact_trainable
+    _check_tensor("theta", theta, None, x)
     grouped = theta.dim() == 3
     if grouped:
         # shared parameter sets: phi does not depend on o, so compute phi once and finish with a GEMM
