@@ -99,11 +99,13 @@ template <class T> QKF_HD T measure_floor() { return sizeof(T) == 4 ? T(1e-30) :
 template <class T, bool FAST> QKF_HD T measure(const Qubit<T>& q, Qubit<T>* lam) {
   const T pa = q.ar * q.ar + q.ai * q.ai, pb = q.br * q.br + q.bi * q.bi;
   if (FAST) {
-    const T na = qkf_sqrt(pa > measure_floor<T>() ? pa : measure_floor<T>());
-    const T nb = qkf_sqrt(pb > measure_floor<T>() ? pb : measure_floor<T>());
+    // comparisons written so that NaN passes through (a NaN input must give a NaN output)
+    const T fl = measure_floor<T>();
+    const T na = qkf_sqrt(pa < fl ? fl : pa);
+    const T nb = qkf_sqrt(pb < fl ? fl : pb);
     if (lam) {
-      const T ia = pa > measure_floor<T>() ? T(1) / na : T(0);
-      const T ib = pb > measure_floor<T>() ? T(1) / nb : T(0);
+      const T ia = pa < fl ? T(0) : T(1) / na;
+      const T ib = pb < fl ? T(0) : T(1) / nb;
       *lam = {q.ar * ia, q.ai * ia, -q.br * ib, -q.bi * ib};
     }
     return na - nb;
@@ -127,15 +129,17 @@ template <class T, int A> QKF_HD Rot<T> fold_theta(T angle, int col) {
 // The (cos, sin) pair of the data gate of one repetition, from the encoded value e.
 // px encodes RX(arccos e): cos(arccos(e)/2) = sqrt((1+e)/2), sin = sqrt((1-e)/2), no trig needed;
 // callers validated e in [-1, 1], the clamp only absorbs roundoff of w*x+b.
+template <class T, int A> QKF_HD Rot<T> px_data_gate(T e) {
+  const T ec = e > T(1) ? T(1) : (e < T(-1) ? T(-1) : e);
+  return {qkf_sqrt(T(0.5) * (T(1) + ec)), qkf_sqrt(T(0.5) * (T(1) - ec))};
+}
+// The trigonometric argument of the other data gates: the full angle for RZ, half for RY.
+template <class T, int A> QKF_HD T data_trig_arg(T e) { return data_is_rz<A>() ? e : T(0.5) * e; }
+
 template <class T, int A> QKF_HD Rot<T> data_gate(T e) {
+  if (A == kPX) return px_data_gate<T, A>(e);
   Rot<T> h;
-  if (A == kPX) {
-    const T ec = e > T(1) ? T(1) : (e < T(-1) ? T(-1) : e);
-    h.c = qkf_sqrt(T(0.5) * (T(1) + ec));
-    h.s = qkf_sqrt(T(0.5) * (T(1) - ec));
-  } else {
-    qkf_sincos(data_is_rz<A>() ? e : T(0.5) * e, &h.s, &h.c);
-  }
+  qkf_sincos(data_trig_arg<T, A>(e), &h.s, &h.c);
   return h;
 }
 

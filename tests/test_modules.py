@@ -21,7 +21,6 @@ from conftest import (
     PARAM_NAMES,
     assert_close_scaled,
     make_gen,
-    make_params,
     make_x,
     stable_seed,
     theta_shape,

@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/vec_math.h"
 #include "daruan.h"
 #include "params.h"
 
@@ -46,6 +47,26 @@ template <class T> struct Prepared {
   int K = 0;
 };
 
+// Data gate pairs (c, s) of n encoded values e (c may alias e).
+template <class T, int A>
+void data_gates(const T* e, int64_t n, T* c, T* s) {
+  if (A == kPX) {
+    QKF_VECTOR_LOOP
+    for (int64_t j = 0; j < n; ++j) {
+      const Rot<T> h = px_data_gate<T, A>(e[j]);
+      c[j] = h.c;
+      s[j] = h.s;
+    }
+    return;
+  }
+  alignas(64) T arg[kChunk];
+  for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
+    const int m = static_cast<int>(std::min<int64_t>(kChunk, n - j0));
+    for (int j = 0; j < m; ++j) arg[j] = data_trig_arg<T, A>(e[j0 + j]);
+    sincos_chunk(arg, m, s + j0, c + j0);
+  }
+}
+
 template <class T, int A>
 Prepared<T> prepare(const CircuitParams& p) {
   Prepared<T> pr;
@@ -73,12 +94,12 @@ Prepared<T> prepare(const CircuitParams& p) {
         pr.ds.resize(B * I);
       }
 #pragma omp for schedule(static)
-      for (int64_t i = 0; i < I; ++i)
-        for (int64_t b = 0; b < B; ++b) {
-          const Rot<T> h = data_gate<T, A>(x[b * I + i]);
-          pr.dc[i * B + b] = h.c;
-          pr.ds[i * B + b] = h.s;
-        }
+      for (int64_t i = 0; i < I; ++i) {
+        T* dc = pr.dc.data() + i * B;
+        T* ds = pr.ds.data() + i * B;
+        for (int64_t b = 0; b < B; ++b) dc[b] = x[b * I + i];
+        data_gates<T, A>(dc, B, dc, ds);
+      }
     }
   }
   return pr;
@@ -118,11 +139,9 @@ template <class T, int A, bool ENC>
 void chunk_data(const EdgeChunk<T>& c, int l, ChunkData<T>& buf) {
   if constexpr (ENC) {
     const T w = c.w[l], b = c.b[l];
-    for (int j = 0; j < c.n; ++j) {
-      const Rot<T> h = data_gate<T, A>(w * c.xs[j] + b);
-      buf.c[j] = h.c;
-      buf.s[j] = h.s;
-    }
+    QKF_VECTOR_LOOP
+    for (int j = 0; j < c.n; ++j) buf.c[j] = w * c.xs[j] + b;
+    data_gates<T, A>(buf.c, c.n, buf.c, buf.s);
   } else {
     std::copy(c.dc, c.dc + c.n, buf.c);
     std::copy(c.ds, c.ds + c.n, buf.s);
@@ -169,16 +188,41 @@ QKF_VECTOR_LOOP
   for (int j = 0; j < c.n; ++j) phi[j] = measure<T, FAST>(st.get(j), nullptr);
 }
 
-// Recompute one chunk of an edge and sweep the adjoint back, weighting each sample by coef[j].
-// Writes phi[j], gth[k * kChunk + j] = coef * d phi / d theta_k and
-// gdat[l * kChunk + j] = coef * d phi / d e_l (e_l = the encoded input of repetition l).
+// Per-lane gradient sums of one edge over the chunks of a block. Lanes are added up once per
+// edge at the end: horizontal sums would otherwise dominate short chunks.
+template <class T> struct EdgeGrads {
+  std::vector<T> th;  // [K][kChunk]  d/d theta
+  std::vector<T> pw;  // [R][kChunk]  d/d preacts_weight (encode)
+  std::vector<T> pb;  // [R][kChunk]  d/d preacts_bias (encode)
+  std::vector<T> w;   // [kChunk]     d/d weight = grad_y * phi
+  EdgeGrads(int K, int R)
+      : th(static_cast<size_t>(K) * kChunk), pw(static_cast<size_t>(R) * kChunk),
+        pb(static_cast<size_t>(R) * kChunk), w(kChunk) {}
+  void clear() {
+    std::fill(th.begin(), th.end(), T(0));
+    std::fill(pw.begin(), pw.end(), T(0));
+    std::fill(pb.begin(), pb.end(), T(0));
+    std::fill(w.begin(), w.end(), T(0));
+  }
+  static T lane_sum(const T* v) {
+    T s = T(0);
+#pragma omp simd reduction(+ : s)
+    for (int j = 0; j < kChunk; ++j) s += v[j];
+    return s;
+  }
+};
+
+// Recompute one chunk of an edge and sweep the adjoint back, each sample weighted by coef[j]
+// (d loss / d phi). Adds the per-lane gradients to acc, coef * d phi / d x to dx[j], and
+// gy[j] * phi[j] to acc.w when gy is given (the weight gradient of the fused layer).
 template <class T, int A, bool FAST, bool ENC>
-void chunk_grad(const EdgeChunk<T>& c, int reps, const T* __restrict coef, T* __restrict phi,
-                T* __restrict gth, T* __restrict gdat) {
+void chunk_grad(const EdgeChunk<T>& c, int reps, const T* __restrict coef, const T* __restrict gy,
+                EdgeGrads<T>& acc, T* __restrict dx) {
   constexpr int P = theta_cols_of<A>();
   ChunkState<T> st, lam;
   ChunkData<T> dbuf;
   chunk_forward<T, A, ENC>(c, reps, st, dbuf);
+  alignas(64) T phi[kChunk];
 QKF_VECTOR_LOOP
   for (int j = 0; j < c.n; ++j) {
     Qubit<T> l;
@@ -186,18 +230,23 @@ QKF_VECTOR_LOOP
     const T cj = coef[j];
     lam.set(j, {l.ar * cj, l.ai * cj, l.br * cj, l.bi * cj});
   }
+  if (gy) {
+    T* __restrict wa = acc.w.data();
+QKF_VECTOR_LOOP
+    for (int j = 0; j < c.n; ++j) wa[j] += gy[j] * phi[j];
+  }
   if (A != kREAL) {
     Rot<T> row[P];
     for (int k = 0; k < P; ++k) row[k] = c.rot[reps * P + k];
-    T* g0 = gth + (reps * P) * kChunk;
-    T* g1 = gth + (reps * P + P - 1) * kChunk;
+    T* __restrict g0 = acc.th.data() + (reps * P) * kChunk;
+    T* __restrict g1 = acc.th.data() + (reps * P + P - 1) * kChunk;
 QKF_VECTOR_LOOP
     for (int j = 0; j < c.n; ++j) {
       Qubit<T> q = st.get(j), l = lam.get(j);
       T g[2];
       adjoint_final<T, A>(q, l, row, g);
-      g0[j] = g[0];
-      if (P == 2) g1[j] = g[1];
+      g0[j] += g[0];
+      if (P == 2) g1[j] += g[1];
       st.set(j, q);
       lam.set(j, l);
     }
@@ -207,17 +256,24 @@ QKF_VECTOR_LOOP
     if (ENC) chunk_data<T, A, ENC>(c, r, dbuf);
     Rot<T> row[P];
     for (int k = 0; k < P; ++k) row[k] = c.rot[r * P + k];
-    T* g0 = gth + (r * P) * kChunk;
-    T* g1 = gth + (r * P + P - 1) * kChunk;
-    T* gd = gdat + r * kChunk;
+    T* __restrict g0 = acc.th.data() + (r * P) * kChunk;
+    T* __restrict g1 = acc.th.data() + (r * P + P - 1) * kChunk;
+    T* __restrict pw = acc.pw.data() + r * kChunk;
+    T* __restrict pb = acc.pb.data() + r * kChunk;
+    const T wr = ENC ? c.w[r] : T(1);
 QKF_VECTOR_LOOP
     for (int j = 0; j < c.n; ++j) {
       Qubit<T> q = st.get(j), l = lam.get(j);
       T g[2];
       const Rot<T> d{dbuf.c[j], dbuf.s[j]};
-      gd[j] = adjoint_rep<T, A>(q, l, row, d, g) * data_angle_slope<T, A>(d);
-      g0[j] = g[0];
-      if (P == 2) g1[j] = g[1];
+      const T gd = adjoint_rep<T, A>(q, l, row, d, g) * data_angle_slope<T, A>(d);  // d/d e_r
+      g0[j] += g[0];
+      if (P == 2) g1[j] += g[1];
+      if (ENC) {
+        pb[j] += gd;
+        pw[j] += gd * c.xs[j];
+      }
+      dx[j] += wr * gd;
       st.set(j, q);
       lam.set(j, l);
     }
@@ -296,14 +352,12 @@ void backward_impl(const CircuitParams& p, const Prepared<T>& pr) {
   const int64_t chunks_per_block = ceil_div(n_chunks, n_blocks);
   const int64_t per_edge = K + 2 * R + 1;  // theta, pre_w, pre_b, weight sums of one edge
   std::vector<T> partial(n_blocks * O * I * per_edge, T(0));  // [blk][O*I][per_edge]
-  std::vector<T> dxt(need_x ? I * B : 0, T(0));                // [I][B]
+  std::vector<T> dxt(I * B, T(0));                             // [I][B]
 
 #pragma omp parallel num_threads(p.num_threads)
   {
-    std::vector<T> gth(static_cast<size_t>(K) * kChunk), gdat(static_cast<size_t>(std::max(R, 1)) * kChunk);
-    std::vector<T> sums(per_edge);
+    EdgeGrads<T> acc(K, R);
     alignas(64) T coef[kChunk];
-    alignas(64) T phi[kChunk];
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < I * n_blocks; ++item) {
       const int64_t i = item / n_blocks, blk = item % n_blocks;
@@ -313,12 +367,17 @@ void backward_impl(const CircuitParams& p, const Prepared<T>& pr) {
         const int64_t e = o * I + i;
         const T we = weight ? weight[e] : T(1);
         if (!gpost && we == T(0) && !need_w) continue;  // pruned edge: no gradient flows
-        std::fill(sums.begin(), sums.end(), T(0));
+        acc.clear();
         for (int64_t ch = c_begin; ch < c_end; ++ch) {
           const int64_t b0 = ch * kChunk;
           const int n = static_cast<int>(std::min<int64_t>(kChunk, B - b0));
-          for (int j = 0; j < n; ++j)
-            coef[j] = gpost ? gpost[(b0 + j) * O * I + e] : we * gyt[o * B + b0 + j];
+          const T* gy_o = gy ? gyt.data() + o * B + b0 : nullptr;
+          if (gpost) {
+            for (int j = 0; j < n; ++j) coef[j] = gpost[(b0 + j) * O * I + e];
+          } else {
+QKF_VECTOR_LOOP
+            for (int j = 0; j < n; ++j) coef[j] = we * gy_o[j];
+          }
           EdgeChunk<T> c{n, pr.rot.data() + e * K, nullptr, nullptr, nullptr, nullptr, nullptr};
           if constexpr (ENC) {
             c.xs = pr.xt.data() + i * B + b0;
@@ -328,48 +387,21 @@ void backward_impl(const CircuitParams& p, const Prepared<T>& pr) {
             c.dc = pr.dc.data() + i * B + b0;
             c.ds = pr.ds.data() + i * B + b0;
           }
-          chunk_grad<T, A, FAST, ENC>(c, R, coef, phi, gth.data(), gdat.data());
-          if (need_theta)
-            for (int k = 0; k < K; ++k) {
-              T s = 0;
-              const T* g = gth.data() + static_cast<size_t>(k) * kChunk;
-#pragma omp simd reduction(+ : s)
-              for (int j = 0; j < n; ++j) s += g[j];
-              sums[k] += s;
-            }
-          for (int l = 0; l < R; ++l) {
-            const T* g = gdat.data() + static_cast<size_t>(l) * kChunk;
-            if (need_pb) {
-              T s = 0;
-#pragma omp simd reduction(+ : s)
-              for (int j = 0; j < n; ++j) s += g[j];
-              sums[K + R + l] += s;
-            }
-            if (need_pw) {
-              T s = 0;
-#pragma omp simd reduction(+ : s)
-              for (int j = 0; j < n; ++j) s += g[j] * c.xs[j];
-              sums[K + l] += s;
-            }
-            if (need_x) {
-              const T wl = ENC ? pre_w[e * R + l] : T(1);
-              T* dx = dxt.data() + i * B + b0;
-QKF_VECTOR_LOOP
-              for (int j = 0; j < n; ++j) dx[j] += wl * g[j];
-            }
-          }
-          if (need_w) {
-            T s = 0;
-#pragma omp simd reduction(+ : s)
-            for (int j = 0; j < n; ++j) s += gyt[o * B + b0 + j] * phi[j];
-            sums[K + 2 * R] += s;
-          }
+          chunk_grad<T, A, FAST, ENC>(c, R, coef, need_w ? gy_o : nullptr, acc, dxt.data() + i * B + b0);
         }
-        std::copy(sums.begin(), sums.end(), partial.begin() + (blk * O * I + e) * per_edge);
+        T* out = partial.data() + (blk * O * I + e) * per_edge;
+        for (int k = 0; k < K; ++k) out[k] = EdgeGrads<T>::lane_sum(acc.th.data() + k * kChunk);
+        if (ENC)
+          for (int l = 0; l < R; ++l) {
+            out[K + l] = EdgeGrads<T>::lane_sum(acc.pw.data() + l * kChunk);
+            out[K + R + l] = EdgeGrads<T>::lane_sum(acc.pb.data() + l * kChunk);
+          }
+        out[K + 2 * R] = EdgeGrads<T>::lane_sum(acc.w.data());
       }
     }
 
     // fixed-order sum over blocks, then scatter to the output layouts
+    std::vector<T> sums(per_edge);
 #pragma omp for schedule(static)
     for (int64_t e = 0; e < O * I; ++e) {
       std::fill(sums.begin(), sums.end(), T(0));
