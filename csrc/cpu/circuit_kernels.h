@@ -453,11 +453,18 @@ void run_typed(const CircuitParams& p, Mode mode) {
   });
 }
 
+// Below this much work per thread (edge-sample-repetitions, about 20 us) waking another thread
+// costs more than it saves: small layers (LSTM steps, HQKAN latents) run on fewer threads.
+constexpr int64_t kWorkPerThread = 64 * 1024;
+
 inline void run(const CircuitParams& p, Mode mode) {
+  CircuitParams q = p;
+  const int64_t work = p.batch * p.out_dim * p.in_dim * (p.reps + 1) * (mode == Mode::kBackward ? 4 : 1);
+  q.num_threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.num_threads, work / kWorkPerThread)));
   if (p.dtype == kFloat64)
-    run_typed<double>(p, mode);
+    run_typed<double>(q, mode);
   else
-    run_typed<float>(p, mode);
+    run_typed<float>(q, mode);
 }
 
 }  // namespace QKF_ISA_NS

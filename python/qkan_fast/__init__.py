@@ -7,10 +7,15 @@ Quick start::
     y = layer(torch.randn(32, 16))                   # fused CPU/CUDA kernels, autograd-aware
 """
 
+import torch  # noqa: F401  (first: the extension then shares torch's OpenMP runtime)
+
 from . import _C
 from .ops import ENGINES, daruan_postacts, qkan_layer
 from .reference import ANSATZE, canonical_ansatz
 from .modules import QKAN, QKANLayer
+from .networks import DARUAN, HQKAN, HQKANLSTM, QKANLSTM
+from .integrations.qkan import from_qkan, to_qkan
+from .plotting import plot
 
 __version__ = "0.1.0"
 
@@ -23,9 +28,16 @@ def build_info() -> dict:
 
 __all__ = [
     "ANSATZE",
+    "DARUAN",
     "ENGINES",
+    "HQKAN",
+    "HQKANLSTM",
     "QKAN",
+    "QKANLSTM",
     "QKANLayer",
+    "from_qkan",
+    "plot",
+    "to_qkan",
     "build_info",
     "canonical_ansatz",
     "daruan_postacts",

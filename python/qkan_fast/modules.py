@@ -107,7 +107,8 @@ class QKANLayer(nn.Module):
         self.postact_weight_trainable = bool(postact_weight_trainable)
         self.postact_bias_trainable = bool(postact_bias_trainable)
         self.ba_trainable = bool(ba_trainable)
-        self.base_activation_spec = base_activation
+        # kept outside nn.Module registration: a module passed here must not add state_dict keys
+        object.__setattr__(self, "base_activation_spec", base_activation)
         self.base_activation = _base_activation(base_activation)
         self.is_batchnorm = bool(is_batchnorm)
         self.seed = seed
@@ -190,6 +191,13 @@ class QKANLayer(nn.Module):
         if self.base_activation is not None:
             out = out + self.base_weight * self.base_activation(x)[:, None, :]
         return out * self.mask
+
+    def plot(self, path: str, x: Optional[Tensor] = None, **kwargs) -> str:
+        """Draw every edge's learned activation to a PNG (matplotlib: `pip install qkan_fast[plot]`).
+        See qkan_fast.plotting.plot for the options; returns the path written."""
+        from .plotting import plot
+
+        return plot(self, path, x=x, **kwargs)
 
     @torch.no_grad()
     def prune_edges(self, threshold: float, x: Tensor) -> int:
@@ -322,6 +330,13 @@ class QKAN(nn.Module):
         new.width, new.reps, new.norm_out, new.seed = list(self.width), new_reps, self.norm_out, self.seed
         new.layers = nn.ModuleList(layer.refine(new_reps) for layer in self.layers)
         return new
+
+    def plot(self, path: str, x: Optional[Tensor] = None, **kwargs) -> str:
+        """Draw every edge's learned activation to a PNG (matplotlib: `pip install qkan_fast[plot]`).
+        See qkan_fast.plotting.plot for the options; returns the path written."""
+        from .plotting import plot
+
+        return plot(self, path, x=x, **kwargs)
 
     @torch.no_grad()
     def prune_edges(self, threshold: float, x: Tensor) -> int:

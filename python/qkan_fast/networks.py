@@ -1,0 +1,377 @@
+"""Networks built from DARUAN layers (SPEC.md section 3), all on the fused engines.
+
+- `DARUAN(dim)`: the element-wise activation, one circuit per feature: y[..., i] = phi_i(x[..., i]).
+  A drop-in for `nn.SiLU` / `nn.GELU` (inputs of any leading shape).
+- `HQKAN(d_in, d_out)`: hybrid QKAN, Linear(d_in -> a) -> QKAN([a, b]) -> Linear(b -> d_out) with
+  a = ceil(log2 d_in), b = ceil(log2 d_out) by default (a latent KAN).
+- `QKANLSTM` / `HQKANLSTM`: LSTMs whose gate map is one QKANLayer (or one HQKAN) of out size 4H,
+  with the interface of `torch.nn.LSTM`.
+
+Input ranges: the `px` ansatz encodes RX(arccos(e)) and accepts only encoded inputs in [-1, 1]
+(the engines raise a ValueError otherwise). The default `pz` (and `rpz`, `real`, `mix`) take any
+real input. In the LSTMs the hidden part of z_t = [x_t, h_{t-1}] always lies in (-1, 1); with
+`px` the caller must keep x_t in [-1, 1] too (e.g. min-max scale or tanh it). An HQKAN's latent
+is the output of a Linear layer and is unbounded: use `px` there only behind a bounded map.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import ops
+from .modules import QKAN, QKANLayer
+from .reference import canonical_ansatz, theta_shape
+
+__all__ = ["DARUAN", "HQKAN", "QKANLSTM", "HQKANLSTM", "hqkan_latent"]
+
+
+def _positive(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# DARUAN: the element-wise activation
+
+
+class DARUAN(nn.Module):
+    """Element-wise quantum-inspired activation: feature i goes through its own single-qubit data
+    re-uploading circuit, y[..., i] = phi_i(x[..., i]) (SPEC.md section 1), phi in [-1, 1].
+
+    Usable like `nn.SiLU` for inputs of shape (..., dim). It is a QKAN layer with only the
+    diagonal edges: parameters `theta` (dim, Rt, P), `preacts_weight` / `preacts_bias` (dim, R)
+    (read only when `preact_trainable=True` or for `rpz`, as in a QKANLayer), evaluated by one
+    fused kernel call.
+
+    `theta_init`: "small_gaussian" (default, theta ~ N(0, 1/reps), independent of dim, so every
+    feature starts with a non-trivial function of its input) or "xavier" (qkan's layer
+    initialisation applied to the (1, dim, Rt, P) tensor; its scale shrinks as dim grows and
+    the activations start almost flat). `px` needs inputs in [-1, 1].
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        reps: int = 3,
+        ansatz: str = "pz",
+        fast_measure: bool = True,
+        preact_trainable: bool = False,
+        engine: str = "auto",
+        theta_init: str = "small_gaussian",
+        seed: Optional[int] = None,
+        device=None,
+        dtype: Optional[torch.dtype] = None,
+    ):
+        super().__init__()
+        self.dim = _positive("dim", dim)
+        self.reps = _positive("reps", reps)
+        self.ansatz = canonical_ansatz(ansatz)
+        self.fast_measure = bool(fast_measure)
+        self.preact_trainable = bool(preact_trainable)
+        ops.resolve_engine(engine)
+        self.engine = engine
+        if theta_init not in ("small_gaussian", "xavier"):
+            raise ValueError(f"theta_init must be 'small_gaussian' or 'xavier', got {theta_init!r}")
+        self.theta_init = theta_init
+        factory = {"device": device, "dtype": dtype or torch.get_default_dtype()}
+        if seed is not None:
+            torch.manual_seed(seed)
+        rows, cols = theta_shape(self.ansatz, 1, dim, reps)[2:]
+        encode_bias = self.preact_trainable or self.ansatz == "rpz"
+        self.theta = nn.Parameter(torch.empty(dim, rows, cols, **factory))
+        self.preacts_weight = nn.Parameter(torch.ones(dim, reps, **factory), requires_grad=self.preact_trainable)
+        self.preacts_bias = nn.Parameter(torch.zeros(dim, reps, **factory), requires_grad=encode_bias)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        if self.theta_init == "xavier":
+            nn.init.xavier_normal_(self.theta.view(1, *self.theta.shape))
+        else:
+            nn.init.normal_(self.theta, 0.0, 1.0 / math.sqrt(self.reps))
+        self.preacts_weight.fill_(1.0)
+        self.preacts_bias.zero_()
+
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, reps={self.reps}, ansatz={self.ansatz!r}, fast_measure={self.fast_measure}, "
+            f"engine={self.engine!r}"
+        )
+
+    def forward(self, x: Tensor) -> Tensor:  # (..., dim) -> (..., dim)
+        if not isinstance(x, Tensor):
+            raise TypeError(f"DARUAN expects a torch.Tensor, got {type(x).__name__}")
+        if x.dim() == 0 or x.shape[-1] != self.dim:
+            raise ValueError(f"DARUAN expects x of shape (..., {self.dim}), got {tuple(x.shape)}")
+        if x.numel() == 0:
+            return x * 0  # keeps the shape (and the graph) of an empty batch
+        flat = x.reshape(-1, self.dim)
+        phi = ops.daruan_postacts(
+            flat, self.theta.unsqueeze(0), self.preacts_weight.unsqueeze(0), self.preacts_bias.unsqueeze(0),
+            ansatz=self.ansatz, reps=self.reps, fast_measure=self.fast_measure,
+            preact_trainable=self.preact_trainable, engine=self.engine,
+        )  # (N, 1, dim)
+        return phi.reshape(x.shape)
+
+
+# --------------------------------------------------------------------------------------------
+# HQKAN: Linear -> QKAN -> Linear
+
+
+def hqkan_latent(d_in: int, d_out: int) -> Tuple[int, int]:
+    """The default HQKAN latent sizes (a, b) = (ceil(log2 d_in), ceil(log2 d_out)), each at least 1."""
+    return max(1, math.ceil(math.log2(d_in))), max(1, math.ceil(math.log2(d_out)))
+
+
+class HQKAN(nn.Module):
+    """Hybrid QKAN (a latent KAN): Linear(d_in -> a) -> QKAN([a, b]) -> Linear(b -> d_out).
+
+    `latent` = (a, b), an int (a = b) or None for (ceil(log2 d_in), ceil(log2 d_out)). `reps` and
+    the other keywords (`ansatz`, `fast_measure`, `group`, trainable flags, `engine`, ...) go to
+    the inner `QKAN`; `bias` to both Linear layers. Inputs of any leading shape (..., d_in).
+    The GPT-2 "HQKANsformer" MLP is `HQKAN(768, 768, latent=(10, 10), reps=1)`.
+    The latent is unbounded (a Linear output): with `px` wrap it in a bounded map yourself.
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        d_out: int,
+        latent: Union[None, int, Sequence[int]] = None,
+        reps: int = 3,
+        bias: bool = True,
+        device=None,
+        dtype: Optional[torch.dtype] = None,
+        **qkan_kwargs,
+    ):
+        super().__init__()
+        self.d_in = _positive("d_in", d_in)
+        self.d_out = _positive("d_out", d_out)
+        if latent is None:
+            a, b = hqkan_latent(d_in, d_out)
+        elif isinstance(latent, int) and not isinstance(latent, bool):
+            a = b = latent
+        else:
+            try:
+                a, b = latent
+            except (TypeError, ValueError):
+                raise ValueError(f"latent must be None, an int or a pair (a, b), got {latent!r}") from None
+        self.latent = (_positive("latent a", a), _positive("latent b", b))
+        factory = {"device": device, "dtype": dtype}
+        self.down = nn.Linear(d_in, a, bias=bias, **factory)
+        self.qkan = QKAN([a, b], reps=reps, device=device, dtype=dtype, **qkan_kwargs)
+        self.up = nn.Linear(b, d_out, bias=bias, **factory)
+
+    def extra_repr(self) -> str:
+        return f"d_in={self.d_in}, d_out={self.d_out}, latent={self.latent}"
+
+    def forward(self, x: Tensor) -> Tensor:  # (..., d_in) -> (..., d_out)
+        if not isinstance(x, Tensor) or x.dim() == 0 or x.shape[-1] != self.d_in:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"HQKAN expects x of shape (..., {self.d_in}), got {got}")
+        lead = x.shape[:-1]
+        h = self.down(x.reshape(-1, self.d_in))
+        if h.shape[0] == 0:
+            return self.up(h.new_zeros(0, self.latent[1])).reshape(*lead, self.d_out)
+        h = self.qkan(h)
+        return self.up(h).reshape(*lead, self.d_out)
+
+
+# --------------------------------------------------------------------------------------------
+# LSTMs with DARUAN gate maps
+
+
+class _GatedLSTM(nn.Module):
+    """nn.LSTM-style recurrence around one gate map per layer: [f, i, g, o] = gates(z_t) (+ bias),
+    z_t = [x_t, h_{t-1}], c_t = sigmoid(f) c_{t-1} + sigmoid(i) tanh(g), h_t = sigmoid(o) tanh(c_t)."""
+
+    _separate_bias = True
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, bias: bool, batch_first: bool,
+                 dropout: float, device, dtype):
+        super().__init__()
+        self.input_size = _positive("input_size", input_size)
+        self.hidden_size = _positive("hidden_size", hidden_size)
+        self.num_layers = _positive("num_layers", num_layers)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout <= 1.0):
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        self.dropout = float(dropout)
+        H = hidden_size
+        self.gates = nn.ModuleList(
+            self._make_gates((input_size if layer == 0 else H) + H, 4 * H) for layer in range(num_layers)
+        )
+        if self.bias and self._separate_bias:
+            factory = {"device": device, "dtype": dtype or torch.get_default_dtype()}
+            self.gate_bias = nn.ParameterList(nn.Parameter(torch.zeros(4 * H, **factory)) for _ in range(num_layers))
+        else:
+            self.gate_bias = None
+
+    def _make_gates(self, in_features: int, out_features: int) -> nn.Module:  # pragma: no cover
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        return s
+
+    def flatten_parameters(self) -> None:
+        """No-op, for code written against nn.LSTM (whose cuDNN weights this call compacts)."""
+
+    def gate_preactivations(self, layer: int, z: Tensor) -> Tensor:
+        """[f, i, g, o] before the nonlinearities, (B, 4H), for z = [x_t, h_{t-1}] of layer `layer`."""
+        y = self.gates[layer](z)
+        if self.gate_bias is not None:
+            y = y + self.gate_bias[layer]
+        return y
+
+    def forward(self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None):
+        """input (L, B, input_size) ((B, L, input_size) with batch_first, (L, input_size) unbatched);
+        hx = (h0, c0), each (num_layers, B, H) ((num_layers, H) unbatched), zeros when None.
+        Returns output (L, B, H) (the last layer's h_t for every t) and (h_n, c_n)."""
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{type(self).__name__} expects a torch.Tensor, got {type(input).__name__}")
+        if input.dim() not in (2, 3) or input.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{type(self).__name__} expects input of shape (L, B, {self.input_size}) "
+                f"{'(batch_first: (B, L, ...)) ' if self.batch_first else ''}or unbatched (L, {self.input_size}), "
+                f"got {tuple(input.shape)}"
+            )
+        batched = input.dim() == 3
+        if not batched:
+            input = input.unsqueeze(1)
+        elif self.batch_first:
+            input = input.transpose(0, 1)
+        L, B, _ = input.shape
+        if L == 0:
+            raise ValueError("input has sequence length 0")
+        H, N = self.hidden_size, self.num_layers
+        if hx is None:
+            h0 = c0 = input.new_zeros(N, B, H)
+        else:
+            try:
+                h0, c0 = hx
+            except (TypeError, ValueError):
+                raise TypeError("hx must be a pair (h0, c0) of tensors") from None
+            want = (N, B, H) if batched else (N, H)
+            for name, t in (("h0", h0), ("c0", c0)):
+                if not isinstance(t, Tensor) or tuple(t.shape) != want:
+                    got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                    raise ValueError(f"{name} must have shape {want}, got {got}")
+            if not batched:
+                h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
+        layer_input = input
+        h_n, c_n = [], []
+        for layer in range(N):
+            h, c = h0[layer], c0[layer]
+            outs = []
+            for t in range(L):
+                # one fused gate-layer call per time step for the whole batch: out size 4H = [f, i, g, o]
+                gates = self.gate_preactivations(layer, torch.cat([layer_input[t], h], dim=1))
+                f, i, g, o = gates.chunk(4, dim=1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                outs.append(h)
+            h_n.append(h)
+            c_n.append(c)
+            layer_input = torch.stack(outs)
+            if self.dropout and self.training and layer < N - 1:
+                layer_input = F.dropout(layer_input, p=self.dropout, training=True)
+        output = layer_input
+        h_n, c_n = torch.stack(h_n), torch.stack(c_n)
+        if not batched:
+            return output.squeeze(1), (h_n.squeeze(1), c_n.squeeze(1))
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        return output, (h_n, c_n)
+
+
+class QKANLSTM(_GatedLSTM):
+    """QKAN-LSTM (SPEC.md section 3): an LSTM whose four gate maps are one QKANLayer(d + H -> 4H)
+    per layer, evaluated by one fused kernel call per time step.
+
+    Interface of `torch.nn.LSTM`: `forward(input, (h0, c0)=None) -> (output, (h_n, c_n))`, with
+    `batch_first`, `num_layers`, `dropout` and unbatched (L, input_size) input. Gate order in the
+    layer's output: [f, i, g, o]. `bias=True` adds one learnable bias per gate unit (4H per layer,
+    zeros at start) to the layer's output. `reps`, `ansatz`, `fast_measure`, `engine` and any other
+    keyword (`ba_trainable`, `group`, `preact_trainable`, ...) go to each `QKANLayer`; note that
+    QKANLayer defaults `ba_trainable=True` (a trainable SiLU base branch per edge). With
+    `ansatz="px"` keep the inputs in [-1, 1] (the hidden state always is).
+    Parameters: `gates[l]` (the QKANLayer of layer l), `gate_bias[l]`.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        reps: int = 2,
+        ansatz: str = "pz",
+        fast_measure: bool = True,
+        engine: str = "auto",
+        seed: Optional[int] = None,
+        device=None,
+        dtype: Optional[torch.dtype] = None,
+        **layer_kwargs,
+    ):
+        if seed is not None:
+            torch.manual_seed(seed)
+        self._layer_kwargs = dict(reps=reps, ansatz=ansatz, fast_measure=fast_measure, engine=engine, device=device,
+                                  dtype=dtype, **layer_kwargs)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, device, dtype)
+        self.reps, self.ansatz, self.fast_measure = reps, canonical_ansatz(ansatz), bool(fast_measure)
+
+    def _make_gates(self, in_features: int, out_features: int) -> nn.Module:
+        return QKANLayer(in_features, out_features, **self._layer_kwargs)
+
+
+class HQKANLSTM(_GatedLSTM):
+    """HQKAN-LSTM: the LSTM recurrence of `QKANLSTM` with an HQKAN(d + H -> 4H) gate map per layer
+    (Linear -> QKAN([a, b]) -> Linear, default latent (ceil(log2(d + H)), ceil(log2 4H))).
+
+    `bias` goes to the HQKAN's Linear layers (no separate gate bias). `latent`, `reps`, `ansatz`,
+    `fast_measure`, `engine` and other QKAN keywords go to each HQKAN. Interface of `torch.nn.LSTM`.
+    """
+
+    _separate_bias = False
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        latent: Union[None, int, Sequence[int]] = None,
+        reps: int = 2,
+        ansatz: str = "pz",
+        fast_measure: bool = True,
+        engine: str = "auto",
+        seed: Optional[int] = None,
+        device=None,
+        dtype: Optional[torch.dtype] = None,
+        **qkan_kwargs,
+    ):
+        if seed is not None:
+            torch.manual_seed(seed)
+        self._hqkan_kwargs = dict(latent=latent, reps=reps, bias=bias, ansatz=ansatz, fast_measure=fast_measure,
+                                  engine=engine, device=device, dtype=dtype, **qkan_kwargs)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, device, dtype)
+        self.reps, self.ansatz, self.fast_measure = reps, canonical_ansatz(ansatz), bool(fast_measure)
+
+    def _make_gates(self, in_features: int, out_features: int) -> nn.Module:
+        return HQKAN(in_features, out_features, **self._hqkan_kwargs)

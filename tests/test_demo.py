@@ -1,0 +1,110 @@
+"""The demo (`qkan-fast demo`): its series against their defining equations, the windows, a quick
+run end to end, and the command-line options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from qkan_fast import demo
+
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 has only trapz
+
+
+def test_pendulum_solves_its_equation():
+    t, theta, omega = demo.damped_pendulum()
+    assert t.shape == theta.shape == omega.shape == (240,)
+    assert float(t[0]) == 0.0 and float(t[-1]) == 20.0
+    assert float(theta[0]) == 0.0 and float(omega[0]) == 3.0
+    dt = float(t[1] - t[0])
+    # central differences of the samples against the ODE (O(dt^2) ~ 1e-2 of the scales here)
+    dtheta = (theta[2:] - theta[:-2]) / (2 * dt)
+    domega = (omega[2:] - omega[:-2]) / (2 * dt)
+    accel = -0.15 * omega[1:-1] - 9.81 * torch.sin(theta[1:-1])
+    assert float((dtheta - omega[1:-1]).abs().max()) < 0.05 * float(omega.abs().max())
+    assert float((domega - accel).abs().max()) < 0.05 * float(accel.abs().max())
+    # damped: the swing decays
+    assert float(omega[-60:].abs().max()) < 0.5 * float(omega[:60].abs().max())
+
+
+def test_bessel_j2_against_its_integral():
+    xs = [2.0, 5.5, 17.3, 60.0, 99.0]
+    tau = np.linspace(0.0, math.pi, 20001)
+    for x in xs:
+        # J_n(x) = (1/pi) int_0^pi cos(n tau - x sin tau) dtau
+        expected = _trapezoid(np.cos(2 * tau - x * np.sin(tau)), tau) / math.pi
+        got = float(demo.bessel_j2(torch.tensor(x, dtype=torch.float64)))
+        assert abs(got - expected) < 1e-6, (x, got, expected)
+
+
+def test_series_are_scaled_and_windowed():
+    for series, n in ((demo.pendulum_series(), 240), (demo.bessel_series(), 256)):
+        assert series.shape == (n,)
+        assert float(series.min()) == -1.0 and float(series.max()) == 1.0
+        x, y = demo.make_windows(series)
+        assert x.shape == (n - 4, 4, 1) and y.shape == (n - 4, 1)
+        k = 37
+        torch.testing.assert_close(x[k, :, 0], series[k:k + 4], rtol=0, atol=0)
+        assert float(y[k, 0]) == float(series[k + 4])
+    assert demo.lstm_params(16) == sum(p.numel() for p in torch.nn.LSTM(1, 16).parameters()) + 17
+    assert demo.lstm_params(demo.matched_lstm_hidden(600)) in {demo.lstm_params(h) for h in (10, 11)}
+
+
+def test_quick_demo_runs_and_writes_results(tmp_path):
+    start = time.perf_counter()
+    # one thread: batches of 16 windows are too small to split, and a shared test machine makes
+    # OpenMP barriers expensive
+    res = demo.run_demo(quick=True, out=str(tmp_path), progress=False, verbose=False, seed=1, threads=1)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 60, f"quick demo took {elapsed:.1f} s"
+    cfg = res["config"]
+    assert cfg["epochs"] == 2 and cfg["quick"] is True and cfg["threads"] == 1
+    assert set(res["datasets"]) == {"pendulum", "bessel_j2"}
+    for name, d in res["datasets"].items():
+        n_windows = (240 if name == "pendulum" else 256) - 4
+        assert d["n_train"] + d["n_test"] == n_windows and d["n_train"] == round(0.8 * n_windows)
+        names = [m["name"] for m in d["models"]]
+        assert names == ["QKAN-LSTM", "HQKAN-LSTM", "LSTM", "LSTM (matched)"]
+        for m in d["models"]:
+            assert isinstance(m["params"], int) and m["params"] > 0
+            assert math.isfinite(m["test_mse"]) and 0 < m["test_mse"] < 10
+            assert math.isfinite(m["train_mse"]) and m["sec_per_epoch"] > 0
+            assert len(m["loss_curve"]) == cfg["epochs"]
+            assert len(m["predictions"]) == n_windows
+        by = {m["name"]: m for m in d["models"]}
+        assert by["LSTM"]["params"] == demo.lstm_params(cfg["hidden"])
+        assert by["LSTM (matched)"]["params"] == demo.lstm_params(cfg["matched_lstm_hidden"])
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["datasets"]["pendulum"]["models"][0]["test_mse"] == res["datasets"]["pendulum"]["models"][0]["test_mse"]
+    assert any("79%" in line for line in res["summary"])
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert res["files"]["png"] is None
+    else:
+        assert (tmp_path / "predictions.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_command_line_options(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(demo, "run_demo", lambda **kw: seen.update(kw) or {})
+    parser = argparse.ArgumentParser()
+    demo.add_subcommand(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["demo", "--epochs", "3", "--hidden", "8", "--seed", "2", "--out", "d", "--quick",
+                              "--no-progress"])
+    assert args.func(args) == 0
+    assert seen == dict(epochs=3, hidden=8, seed=2, out="d", quick=True, progress=False, qkan_hidden=None, threads=None)
+    args = parser.parse_args(["demo"])
+    args.func(args)
+    assert seen["epochs"] == 30 and seen["progress"] is True and seen["quick"] is False
+
+
+def test_bad_sizes_are_rejected():
+    with pytest.raises(ValueError, match="epochs"):
+        demo.run_demo(epochs=0, out=None, progress=False, verbose=False)
