@@ -48,6 +48,8 @@ void call_cpu(const CircuitParams& p) {
 #define QKF_CUDA_CALL(fn) [](const CircuitParams&) { require_cuda(); }
 #endif
 
+void bind_spectral(py::module_& m);  // csrc/spectral_bindings.cpp: the spectral engine's entry points
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "qkan_fast compiled core (framework-free: no libtorch)";
 
@@ -88,6 +90,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("circuit_forward_cuda", QKF_CUDA_CALL(circuit_forward_cuda));
   m.def("circuit_postacts_cuda", QKF_CUDA_CALL(circuit_postacts_cuda));
   m.def("circuit_backward_cuda", QKF_CUDA_CALL(circuit_backward_cuda));
+
+  bind_spectral(m);
 
   m.def("build_info", []() {
     py::dict info;

@@ -11,7 +11,9 @@
 #if defined(__CUDACC__)
 #define QKF_HD __host__ __device__ __forceinline__
 #else
-#define QKF_HD inline __attribute__((always_inline))
+// static: each per-ISA translation unit keeps its own copies (no ODR merging of AVX-512 code
+// into the portable path by the linker)
+#define QKF_HD static inline __attribute__((always_inline))
 #endif
 
 namespace qkan_fast {

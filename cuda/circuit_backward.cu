@@ -12,8 +12,8 @@
 //
 // Edge kernel (sums over b). A block owns TO consecutive outputs o of one input i, one thread per
 // (edge, sample slot) with the edge fastest; SL = NT / TO sample slots walk the batch in chunks.
-// The block stages its edges' sincos(theta/2) and encodings once, and per chunk the samples'
-// data-gate half-angles (or x). Each thread recomputes its edge's state at each of its samples,
+// The block stages its edges' folded theta (fold_theta: (cos, sin) pairs) and encodings once, and
+// per chunk the samples' data gates (data_gate of x, or x itself when encoding). Each thread recomputes its edge's state at each of its samples,
 // sweeps the adjoint back and adds d phi / d theta, d phi / d w, d phi / d b and grad_y * phi to
 // its own column of a [NQ][NT] shared-memory accumulator (no conflicts, no atomics). At the end
 // the columns of the SL slots are added by a fixed tree and the per-edge sums written directly.
@@ -23,7 +23,7 @@
 //
 // Input kernel (sums over o, the unfused grad_x). A block owns TB samples x TI inputs, one thread
 // per (b, i) with b fastest, and walks the outputs in chunks: it stages the chunk's edges (TI x CO
-// sincos(theta/2), encodings, weights) and grad_y (or grad_postacts) tile; each thread recomputes
+// folded theta, encodings, weights) and grad_y (or grad_postacts) tile; each thread recomputes
 // the state of each edge (o, i) at its sample, sweeps the adjoint and accumulates d y / d x[b,i]
 // in a register.
 #include "common.cuh"
@@ -84,10 +84,10 @@ QKF_GLOBAL void __launch_bounds__(512) circuit_backward_edge_kernel(const Circui
   for (int idx = tid; idx < TO * K; idx += NT) {
     const int oo = idx / K, k = idx % K;
     const int64_t og = o0 + oo;
-    C c = C(1), s = C(0);
-    if (og < O) qkf_sincos(C(0.5) * ld(theta, (og * I + i) * K + k), &s, &c);
-    rot_s[oo * S + 2 * k] = c;
-    rot_s[oo * S + 2 * k + 1] = s;
+    Rot<C> rt{C(1), C(0)};  // identity for padding edges
+    if (og < O) rt = fold_theta<C, A>(ld(theta, (og * I + i) * K + k), k % theta_cols(A));
+    rot_s[oo * S + 2 * k] = rt.c;
+    rot_s[oo * S + 2 * k + 1] = rt.s;
   }
   if (ENC) {
     for (int idx = tid; idx < TO * R; idx += NT) {
@@ -104,7 +104,7 @@ QKF_GLOBAL void __launch_bounds__(512) circuit_backward_edge_kernel(const Circui
   for (int idx = tid; idx < NQ * NT; idx += NT) acc_s[idx] = C(0);
 
   const C* slot_s = rot_s + o_off * S;
-  const Half<C>* rot = reinterpret_cast<const Half<C>*>(slot_s);
+  const Rot<C>* rot = reinterpret_cast<const Rot<C>*>(slot_s);
   const C* ew = slot_s + 2 * K;  // encoding weights (ENC)
   const C* eb = ew + R;          // encoding biases (ENC)
   C* acc = acc_s + tid;          // this thread's column: row q at acc[q * NT]
@@ -117,7 +117,7 @@ QKF_GLOBAL void __launch_bounds__(512) circuit_backward_edge_kernel(const Circui
       if (ENC) {
         d_s[j] = xv;
       } else {
-        const Half<C> h = data_half<C, A>(xv);
+        const Rot<C> h = data_gate<C, A>(xv);
         d_s[j] = h.c;
         d_s[CB + j] = h.s;
       }
@@ -139,8 +139,8 @@ QKF_GLOBAL void __launch_bounds__(512) circuit_backward_edge_kernel(const Circui
         }
         if (GPOST || we != C(0) || need_w) {  // a pruned edge passes no gradient but its own weight's
           const C xv = ENC ? d_s[j] : C(0);
-          const Half<C> d0 = ENC ? Half<C>{C(1), C(0)} : Half<C>{d_s[j], d_s[CB + j]};
-          auto data = [&](int l) { return ENC ? data_half<C, A>(ew[l] * xv + eb[l]) : d0; };
+          const Rot<C> d0 = ENC ? Rot<C>{C(1), C(0)} : Rot<C>{d_s[j], d_s[CB + j]};
+          auto data = [&](int l) { return ENC ? data_gate<C, A>(ew[l] * xv + eb[l]) : d0; };
           const Qubit<C> q = edge_forward<C, A>(rot, R, data);
           Qubit<C> lam;
           const C phi = measure<C, FAST>(q, &lam);
@@ -227,9 +227,12 @@ QKF_GLOBAL void __launch_bounds__(256) circuit_backward_input_kernel(const Circu
   const int NT = TB * TI;
   const int64_t B = p.batch, I = p.in_dim, O = p.out_dim;
 
-  C* rot_s = smem;                          // [CO][TI][S] edge slots
-  C* w_s = rot_s + CO * TI * S;             // [CO][TI]    weight (grad_y mode)
-  C* g_s = w_s + (GPOST ? 0 : CO * TI);     // grad_y: [CO][TB]; grad_postacts: [TB][CO][TI]
+  // lanes differ in b (stride 1) or, when TB < 32, in i (edge slots of odd stride S); rows of TB
+  // samples are padded to DS = TB + 1 so the staging stores are conflict-free too
+  const int DS = TB + 1;
+  C* rot_s = smem;                          // [CO][TI][S]  edge slots
+  C* w_s = rot_s + CO * TI * S;             // [CO][TI]     weight (grad_y mode)
+  C* g_s = w_s + (GPOST ? 0 : CO * TI);     // grad_y: [CO][DS]; grad_postacts: [CO][TI][DS]
 
   const int tid = static_cast<int>(threadIdx.x);
   const int b_off = tid % TB, i_off = tid / TB;
@@ -247,7 +250,7 @@ QKF_GLOBAL void __launch_bounds__(256) circuit_backward_input_kernel(const Circu
   const T* gpost = static_cast<const T*>(p.grad_postacts);
 
   const C xv = active ? ld(x, b * I + i) : C(0);
-  const Half<C> d0 = ENC ? Half<C>{C(1), C(0)} : data_half<C, A>(xv);
+  const Rot<C> d0 = ENC ? Rot<C>{C(1), C(0)} : data_gate<C, A>(xv);
   const C slope0 = ENC ? C(1) : data_angle_slope<C, A>(d0);
   C dx = C(0);
 
@@ -258,11 +261,11 @@ QKF_GLOBAL void __launch_bounds__(256) circuit_backward_input_kernel(const Circu
     for (int idx = tid; idx < nco * TI * K; idx += NT) {
       const int oo = idx / (TI * K), r = idx % (TI * K), ii = r / K, k = r % K;
       const int64_t ig = i0 + ii;
-      C c = C(1), s = C(0);
-      if (ig < I) qkf_sincos(C(0.5) * ld(theta, ((oc + oo) * I + ig) * K + k), &s, &c);
+      Rot<C> rt{C(1), C(0)};  // identity for padding edges
+      if (ig < I) rt = fold_theta<C, A>(ld(theta, ((oc + oo) * I + ig) * K + k), k % theta_cols(A));
       C* slot = rot_s + (oo * TI + ii) * S;
-      slot[2 * k] = c;
-      slot[2 * k + 1] = s;
+      slot[2 * k] = rt.c;
+      slot[2 * k + 1] = rt.s;
     }
     if (ENC) {
       for (int idx = tid; idx < nco * TI * R; idx += NT) {
@@ -278,7 +281,7 @@ QKF_GLOBAL void __launch_bounds__(256) circuit_backward_input_kernel(const Circu
       for (int idx = tid; idx < TB * nco * TI; idx += NT) {
         const int ii = idx % TI, r = idx / TI, oo = r % nco, bb = r / nco;
         const int64_t bg = b0 + bb, ig = i0 + ii;
-        g_s[(bb * CO + oo) * TI + ii] = (bg < B && ig < I) ? ld(gpost, (bg * O + oc + oo) * I + ig) : C(0);
+        g_s[(oo * TI + ii) * DS + bb] = (bg < B && ig < I) ? ld(gpost, (bg * O + oc + oo) * I + ig) : C(0);
       }
     } else {
       for (int idx = tid; idx < nco * TI; idx += NT) {
@@ -289,7 +292,7 @@ QKF_GLOBAL void __launch_bounds__(256) circuit_backward_input_kernel(const Circu
       for (int idx = tid; idx < TB * nco; idx += NT) {
         const int oo = idx % nco, bb = idx / nco;
         const int64_t bg = b0 + bb;
-        g_s[oo * TB + bb] = bg < B ? ld(gy, bg * O + oc + oo) : C(0);
+        g_s[oo * DS + bb] = bg < B ? ld(gy, bg * O + oc + oo) : C(0);
       }
     }
     __syncthreads();
@@ -298,17 +301,17 @@ QKF_GLOBAL void __launch_bounds__(256) circuit_backward_input_kernel(const Circu
       for (int oo = 0; oo < nco; ++oo) {
         C coef;
         if (GPOST) {
-          coef = g_s[(b_off * CO + oo) * TI + i_off];
+          coef = g_s[(oo * TI + i_off) * DS + b_off];
         } else {
           const C we = w_s[oo * TI + i_off];
           if (we == C(0)) continue;  // pruned edge
-          coef = we * g_s[oo * TB + b_off];
+          coef = we * g_s[oo * DS + b_off];
         }
         const C* slot = rot_s + (oo * TI + i_off) * S;
-        const Half<C>* rot = reinterpret_cast<const Half<C>*>(slot);
+        const Rot<C>* rot = reinterpret_cast<const Rot<C>*>(slot);
         const C* ew = slot + 2 * K;
         const C* eb = ew + R;
-        auto data = [&](int l) { return ENC ? data_half<C, A>(ew[l] * xv + eb[l]) : d0; };
+        auto data = [&](int l) { return ENC ? data_gate<C, A>(ew[l] * xv + eb[l]) : d0; };
         const Qubit<C> q = edge_forward<C, A>(rot, R, data);
         Qubit<C> lam;
         measure<C, FAST>(q, &lam);
@@ -457,25 +460,22 @@ void launch_backward(const CircuitParams& p) {
     c.TB = next_pow2(B < 32 ? B : 32);
     c.TI = kThreads / c.TB;
     if (c.TI > next_pow2(I)) c.TI = next_pow2(I);
-    auto per_output = [&]() {
-      return (int64_t(c.TI) * c.S + (gpost ? int64_t(c.TB) * c.TI : int64_t(c.TI) + c.TB)) * int64_t(sizeof(C));
+    // shared memory for chunks of co outputs (see the kernel's layouts)
+    auto bytes = [&](int co) {
+      const int64_t per = int64_t(c.TI) * c.S + (gpost ? int64_t(c.TI) * (c.TB + 1) : int64_t(c.TI) + c.TB + 1);
+      return per * co * int64_t(sizeof(C));
     };
-    while (per_output() > kBudget && c.TI > 1) c.TI /= 2;
-    int64_t co = kBudget / per_output();
-    if (co < 1 && per_output() <= int64_t(lim.smem_default)) co = 1;
-    if (co < 1)
-      throw std::runtime_error("qkan_fast CUDA backward: reps=" + std::to_string(R) +
-                               " needs more shared memory per edge than a block has [" + sizes_str(p) +
-                               "]; use fewer repetitions or the CPU engine");
-    if (co > 32) co = 32;
-    if (co > O) co = O;
-    c.CO = static_cast<int>(co);
+    while (bytes(1) > kBudget && c.TI > 1) c.TI /= 2;
+    const int co_max = static_cast<int>(O < 32 ? O : 32);
+    c.CO = 1;
+    while (c.CO < co_max && bytes(c.CO + 1) <= kBudget) ++c.CO;
     c.nbt = ceil_div(B, c.TB);
     const int64_t grid = c.nbt * ceil_div(I, c.TI);
     const int block = c.TB * c.TI;
-    const size_t smem = static_cast<size_t>(per_output() * c.CO);
+    const size_t smem = static_cast<size_t>(bytes(c.CO));
     auto kernel = gpost ? &circuit_backward_input_kernel<T, A, FAST, ENC, true>
                         : &circuit_backward_input_kernel<T, A, FAST, ENC, false>;
+    allow_smem(kernel, smem, lim, "circuit_backward_input_kernel", p);
     QKF_LAUNCH(kernel, dim3(static_cast<unsigned>(grid)), dim3(block), smem, stream, p, c);
     check_launch("circuit_backward_input_kernel", p, grid, block, smem);
   }

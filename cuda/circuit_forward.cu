@@ -5,9 +5,9 @@
 // fastest (TB = 32 when B >= 32, so a warp shares one output and reads every staged edge value as
 // a shared-memory broadcast). The block walks the inputs in chunks of CI; per chunk it stages in
 // shared memory
-//   - the (c, s) = sincos(theta/2) of the TO x CI edges of the tile (folded once per block: cheaper
-//     than a pre-kernel, and no scratch buffer), and their encodings w, b when encoding;
-//   - the TB x CI data-gate half-angles sincos(x/2) (px: sqrt((1 +- x)/2)) or, when encoding, x;
+//   - the (cos, sin) pairs of the TO x CI edges' theta (daruan.h fold_theta; folded once per block:
+//     cheaper than a pre-kernel, and no scratch buffer), and their encodings w, b when encoding;
+//   - the TB x CI data gates (daruan.h data_gate of x) or, when encoding, x itself;
 //   - the edge weights (forward) ;
 // then every thread runs the circuit of each edge of the chunk in registers (all R repetitions)
 // and accumulates weight * phi. Pruned edges (weight == 0) are skipped. The postacts entry stages
@@ -36,10 +36,14 @@ QKF_GLOBAL void __launch_bounds__(256) circuit_forward_kernel(const CircuitParam
   const int NT = TB * TO;
   const int64_t B = p.batch, I = p.in_dim, O = p.out_dim;
 
-  C* rot_s = smem;                            // [TO][CI][S]  edge slots
-  C* w_s = rot_s + TO * CI * S;               // [TO][CI]     weight (forward only)
-  C* d_s = w_s + (POST ? 0 : TO * CI);        // [CI][TB] (c), then [CI][TB] (s); ENC: [CI][TB] x
-  C* out_s = d_s + (ENC ? 1 : 2) * CI * TB;   // [TB][TO][CI] (postacts only)
+  // Layouts keep the lanes of a warp on distinct banks: lanes differ in b (stride 1) or, when
+  // TB < 32, in o (edge slots of odd stride S; weights stride 1); padded rows (TB + 1, CI | 1)
+  // keep the staging stores conflict-free too.
+  const int DS = TB + 1, CIp = CI | 1;
+  C* rot_s = smem;                            // [CI][TO][S]   edge slots
+  C* w_s = rot_s + CI * TO * S;               // [CI][TO]      weight (forward only)
+  C* d_s = w_s + (POST ? 0 : CI * TO);        // [CI][DS] c, then [CI][DS] s; ENC: [CI][DS] x
+  C* out_s = d_s + (ENC ? 1 : 2) * CI * DS;   // [TO][TB][CIp] (postacts only)
 
   const int tid = static_cast<int>(threadIdx.x);
   const int b_off = tid % TB, o_off = tid / TB;
@@ -58,21 +62,21 @@ QKF_GLOBAL void __launch_bounds__(256) circuit_forward_kernel(const CircuitParam
   for (int64_t i0 = 0; i0 < I; i0 += CI) {
     const int nci = static_cast<int>(imin64(CI, I - i0));
     __syncthreads();  // the previous chunk's readers are done with the staging buffers
-    // theta half-angles of the tile's edges; for a fixed o the chunk is contiguous in theta
+    // folded theta of the tile's edges; for a fixed o the chunk is contiguous in theta
     for (int idx = tid; idx < TO * nci * K; idx += NT) {
       const int oo = idx / (nci * K), r = idx % (nci * K), ci = r / K, k = r % K;
       const int64_t og = o0 + oo;
-      C c = C(1), s = C(0);
-      if (og < O) qkf_sincos(C(0.5) * ld(theta, (og * I + i0 + ci) * K + k), &s, &c);
-      C* slot = rot_s + (oo * CI + ci) * S;
-      slot[2 * k] = c;
-      slot[2 * k + 1] = s;
+      Rot<C> rt{C(1), C(0)};  // identity for padding edges
+      if (og < O) rt = fold_theta<C, A>(ld(theta, (og * I + i0 + ci) * K + k), k % theta_cols(A));
+      C* slot = rot_s + (ci * TO + oo) * S;
+      slot[2 * k] = rt.c;
+      slot[2 * k + 1] = rt.s;
     }
     if (ENC) {
       for (int idx = tid; idx < TO * nci * R; idx += NT) {
         const int oo = idx / (nci * R), r = idx % (nci * R), ci = r / R, l = r % R;
         const int64_t og = o0 + oo;
-        C* slot = rot_s + (oo * CI + ci) * S + 2 * K;
+        C* slot = rot_s + (ci * TO + oo) * S + 2 * K;
         const int64_t g = (og * I + i0 + ci) * R + l;
         slot[l] = og < O ? ld(pre_w, g) : C(0);
         slot[R + l] = og < O ? ld(pre_b, g) : C(0);
@@ -82,7 +86,7 @@ QKF_GLOBAL void __launch_bounds__(256) circuit_forward_kernel(const CircuitParam
       for (int idx = tid; idx < TO * nci; idx += NT) {
         const int oo = idx / nci, ci = idx % nci;
         const int64_t og = o0 + oo;
-        w_s[oo * CI + ci] = og < O ? ld(weight, og * I + i0 + ci) : C(0);
+        w_s[ci * TO + oo] = og < O ? ld(weight, og * I + i0 + ci) : C(0);
       }
     }
     // data gates of the tile's samples; i fastest so a row of x is read contiguously
@@ -91,11 +95,11 @@ QKF_GLOBAL void __launch_bounds__(256) circuit_forward_kernel(const CircuitParam
       const int64_t bg = b0 + bb;
       const C xv = bg < B ? ld(x, bg * I + i0 + ci) : C(0);
       if (ENC) {
-        d_s[ci * TB + bb] = xv;
+        d_s[ci * DS + bb] = xv;
       } else {
-        const Half<C> h = data_half<C, A>(xv);
-        d_s[ci * TB + bb] = h.c;
-        d_s[CI * TB + ci * TB + bb] = h.s;
+        const Rot<C> h = data_gate<C, A>(xv);
+        d_s[ci * DS + bb] = h.c;
+        d_s[(CI + ci) * DS + bb] = h.s;
       }
     }
     __syncthreads();
@@ -104,24 +108,24 @@ QKF_GLOBAL void __launch_bounds__(256) circuit_forward_kernel(const CircuitParam
       for (int ci = 0; ci < nci; ++ci) {
         C we = C(1);
         if (!POST) {
-          we = w_s[o_off * CI + ci];
+          we = w_s[ci * TO + o_off];
           if (we == C(0)) continue;  // pruned edge
         }
-        const C* slot = rot_s + (o_off * CI + ci) * S;
-        const Half<C>* rot = reinterpret_cast<const Half<C>*>(slot);
+        const C* slot = rot_s + (ci * TO + o_off) * S;
+        const Rot<C>* rot = reinterpret_cast<const Rot<C>*>(slot);
         Qubit<C> q;
         if (ENC) {
-          const C xv = d_s[ci * TB + b_off];
+          const C xv = d_s[ci * DS + b_off];
           const C* ew = slot + 2 * K;
           const C* eb = ew + R;
-          q = edge_forward<C, A>(rot, R, [&](int l) { return data_half<C, A>(ew[l] * xv + eb[l]); });
+          q = edge_forward<C, A>(rot, R, [&](int l) { return data_gate<C, A>(ew[l] * xv + eb[l]); });
         } else {
-          const Half<C> d{d_s[ci * TB + b_off], d_s[CI * TB + ci * TB + b_off]};
+          const Rot<C> d{d_s[ci * DS + b_off], d_s[(CI + ci) * DS + b_off]};
           q = edge_forward<C, A>(rot, R, [&](int) { return d; });
         }
         const C phi = measure<C, FAST>(q, nullptr);
         if (POST)
-          out_s[(b_off * TO + o_off) * CI + ci] = phi;
+          out_s[(o_off * TB + b_off) * CIp + ci] = phi;
         else
           acc += we * phi;
       }
@@ -133,16 +137,17 @@ QKF_GLOBAL void __launch_bounds__(256) circuit_forward_kernel(const CircuitParam
       for (int idx = tid; idx < TB * TO * nci; idx += NT) {
         const int ci = idx % nci, r = idx / nci, oo = r % TO, bb = r / TO;
         const int64_t bg = b0 + bb, og = o0 + oo;
-        if (bg < B && og < O) st(post, (bg * O + og) * I + i0 + ci, out_s[(bb * TO + oo) * CI + ci]);
+        if (bg < B && og < O) st(post, (bg * O + og) * I + i0 + ci, out_s[(oo * TB + bb) * CIp + ci]);
       }
     }
   }
   if (!POST && active) st(static_cast<T*>(p.y), b * O + o, acc);
 }
 
-// Shared memory of one input of a chunk, in units of the compute type.
-inline int64_t forward_smem_per_input(int TB, int TO, int S, bool enc, bool post) {
-  return int64_t(TO) * S + (post ? 0 : TO) + int64_t(TB) * (enc ? 1 : 2) + (post ? int64_t(TB) * TO : 0);
+// Shared memory of a block with chunks of CI inputs, in units of the compute type (see the layouts).
+inline int64_t forward_smem_elems(int TB, int TO, int CI, int S, bool enc, bool post) {
+  return int64_t(CI) * TO * S + (post ? 0 : int64_t(CI) * TO) + int64_t(enc ? 1 : 2) * CI * (TB + 1) +
+         (post ? int64_t(TO) * TB * (CI | 1) : 0);
 }
 
 template <class T, int A, bool FAST, bool ENC>
@@ -150,8 +155,9 @@ void launch_forward(const CircuitParams& p, bool post) {
   using C = Acc<T>;
   const int64_t B = p.batch, I = p.in_dim, O = p.out_dim;
   const int R = p.reps;
-  constexpr int kThreads = 128;
-  constexpr int64_t kBudget = 24 * 1024;  // bytes per block: several blocks per SM
+  // 256 threads: 32 samples x 8 outputs when B >= 32, so each staged sincos serves 8 or 32 circuits
+  constexpr int kThreads = 256;
+  constexpr int64_t kBudget = 24 * 1024;  // bytes per block: 8 blocks (2048 threads) fit an SM
 
   ForwardConfig cfg;
   cfg.K = theta_rows(A, R) * theta_cols(A);
@@ -159,30 +165,22 @@ void launch_forward(const CircuitParams& p, bool post) {
   cfg.TB = next_pow2(B < 32 ? B : 32);
   cfg.TO = kThreads / cfg.TB;
   if (cfg.TO > next_pow2(O)) cfg.TO = next_pow2(O);
-  // inputs per chunk: as many as fit (at most 32); fewer outputs per block when even one does not
-  int64_t per_input = 0;
-  for (;;) {
-    per_input = forward_smem_per_input(cfg.TB, cfg.TO, cfg.S, ENC, post) * int64_t(sizeof(C));
-    if (per_input <= kBudget || cfg.TO == 1) break;
-    cfg.TO /= 2;
-  }
-  int64_t ci = kBudget / per_input;
-  if (ci < 1 && per_input <= 48 * 1024) ci = 1;
-  if (ci < 1)
-    throw std::runtime_error("qkan_fast CUDA forward: reps=" + std::to_string(R) +
-                             " needs more shared memory per edge than a block has [" + sizes_str(p) +
-                             "]; use fewer repetitions or the CPU engine");
-  if (ci > 32) ci = 32;
-  if (ci > I) ci = I;
-  cfg.CI = static_cast<int>(ci);
+  // inputs per chunk: as many as fit the budget (at most 32); fewer outputs per block when even one
+  // input does not; past that (hundreds of repetitions) one input per chunk with the opt-in limit
+  auto bytes = [&](int ci) { return forward_smem_elems(cfg.TB, cfg.TO, ci, cfg.S, ENC, post) * int64_t(sizeof(C)); };
+  while (bytes(1) > kBudget && cfg.TO > 1) cfg.TO /= 2;
+  const int ci_max = static_cast<int>(I < 32 ? I : 32);
+  cfg.CI = 1;
+  while (cfg.CI < ci_max && bytes(cfg.CI + 1) <= kBudget) ++cfg.CI;
   cfg.nbt = ceil_div(B, cfg.TB);
   const int64_t grid = cfg.nbt * ceil_div(O, cfg.TO);
   const int block = cfg.TB * cfg.TO;
-  const size_t smem = static_cast<size_t>(per_input * cfg.CI);
+  const size_t smem = static_cast<size_t>(bytes(cfg.CI));
   if (grid > 2147483647LL) throw std::runtime_error("qkan_fast CUDA forward: grid too large [" + sizes_str(p) + "]");
 
   cudaStream_t stream = reinterpret_cast<cudaStream_t>(p.stream);
   auto kernel = post ? &circuit_forward_kernel<T, A, FAST, ENC, true> : &circuit_forward_kernel<T, A, FAST, ENC, false>;
+  if (smem > 48 * 1024) allow_smem(kernel, smem, device_limits(p), "circuit_forward_kernel", p);
   QKF_LAUNCH(kernel, dim3(static_cast<unsigned>(grid)), dim3(block), smem, stream, p, cfg);
   check_launch(post ? "circuit_forward_kernel<postacts>" : "circuit_forward_kernel", p, grid, block, smem);
 }

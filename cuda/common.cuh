@@ -57,7 +57,7 @@ template <class C> QKF_DEV C group_sum(C v, int width) {
 }
 
 // Layout of one edge's staged parameters in shared memory, in units of Acc<T>:
-//   [2K]  (c, s) of every theta entry (read as Half<C>[K] by edge_forward / edge_adjoint)
+//   [2K]  (c, s) of every theta entry (read as Rot<C>[K] by edge_forward / edge_adjoint)
 //   [R]   encoding weights w (ENC only)
 //   [R]   encoding biases b (ENC only)
 // The stride is odd so that 32 lanes reading 32 different edges hit 32 different banks.

@@ -123,8 +123,8 @@ template <class T> struct ChunkState {
   alignas(64) T ai[kChunk];
   alignas(64) T br[kChunk];
   alignas(64) T bi[kChunk];
-  QKF_HD Qubit<T> get(int j) const { return {ar[j], ai[j], br[j], bi[j]}; }
-  QKF_HD void set(int j, const Qubit<T>& q) { ar[j] = q.ar; ai[j] = q.ai; br[j] = q.br; bi[j] = q.bi; }
+  inline Qubit<T> get(int j) const { return {ar[j], ai[j], br[j], bi[j]}; }
+  inline void set(int j, const Qubit<T>& q) { ar[j] = q.ar; ai[j] = q.ai; br[j] = q.br; bi[j] = q.bi; }
 };
 
 // Data gate (cos, sin) pairs of repetition l for the chunk. Without encodings they are the same for

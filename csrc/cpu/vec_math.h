@@ -10,6 +10,9 @@
 #include <cstdint>
 
 namespace qkan_fast {
+// Internal linkage: this header is compiled once per instruction set, and the linker must not
+// pick one copy (say the AVX-512 one) for all of them.
+namespace {
 
 template <class T> struct SinCosConst;
 
@@ -78,4 +81,5 @@ template <class T> inline void sincos_chunk(const T* __restrict a, int n, T* __r
   }
 }
 
+}  // namespace
 }  // namespace qkan_fast

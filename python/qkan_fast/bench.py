@@ -259,7 +259,7 @@ def forward_backward_fn(module: nn.Module, x: Tensor) -> Callable[[], tuple]:
 
     def run():
         y = module(xr)
-        grads = torch.autograd.grad(y.sum(), [xr, *params])
+        grads = torch.autograd.grad(y.sum(), [xr, *params], allow_unused=True)
         return y, grads
 
     return run
@@ -321,7 +321,7 @@ def probe_forward_backward(module: nn.Module, x: Tensor, device: torch.device) -
     t0 = time.perf_counter()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         y = module(xr)
-    grads = torch.autograd.grad(y.sum(), [xr, *params.values()])
+    grads = torch.autograd.grad(y.sum(), [xr, *params.values()], allow_unused=True)
     _sync(device)
     seconds = time.perf_counter() - t0
     if device.type == "cuda":
@@ -333,7 +333,7 @@ def probe_forward_backward(module: nn.Module, x: Tensor, device: torch.device) -
     return _Probe(
         seconds=seconds,
         y=y.detach(),
-        grads={n: g.detach() for n, g in zip(names, grads)},
+        grads={n: g.detach() for n, g in zip(names, grads) if g is not None},
         saved_bytes=total,
         saved_bytes_activations=activations,
         saved_tensors=count[0],
@@ -383,8 +383,11 @@ def _summary(samples: List[float], requested: int, cold: bool, w: Workload) -> d
     }
 
 
-def engine_availability(engine: str, w: Workload, device: torch.device, max_work: Dict[str, float]) -> Optional[str]:
-    """None if the engine can run this workload here, else the reason it is skipped."""
+def engine_availability(
+    engine: str, w: Workload, device: torch.device, max_work: Dict[str, float], peer_max_work: Optional[float] = None
+) -> Optional[str]:
+    """None if the engine can run this workload here, else the reason it is skipped. max_work: the
+    B*O*I*R limit per device type of the guarded engines; peer_max_work: a lower one for qkan."""
     if engine.startswith("qkan-"):
         if qkan_version() is None:
             return "qkan not installed (pip install qkan==0.2.3, see BENCHMARKS.md)"
@@ -399,6 +402,8 @@ def engine_availability(engine: str, w: Workload, device: torch.device, max_work
     else:
         if engine not in our_engines():
             return f"unknown engine {engine!r}"
+    if engine.startswith("qkan-") and peer_max_work is not None and w.work > peer_max_work:
+        return f"qkan is slow at this size: B*O*I*R = {w.work:.3g} > {peer_max_work:.3g} (--peer-max-work)"
     limit = max_work.get(device.type)
     if is_guarded(engine) and limit is not None and w.work > limit:
         return (
@@ -418,6 +423,7 @@ def run_workload(
     peer_repeats: int = 3,
     budget_s: Optional[float] = None,
     max_work: Optional[Dict[str, float]] = None,
+    peer_max_work: Optional[float] = None,
     seed: int = 0,
     log: Callable[[str], None] = lambda s: None,
 ) -> List[dict]:
@@ -449,7 +455,7 @@ def run_workload(
     for eng in order:
         rec = dict(common, engine=eng, source="qkan" if eng.startswith("qkan-") else "qkan_fast", status="ok")
         records[eng] = rec
-        reason = engine_availability(eng, w, device, max_work)
+        reason = engine_availability(eng, w, device, max_work, peer_max_work)
         if reason:
             rec.update(status="skipped", reason=reason)
             log(f"  {w.name} {eng}: skipped ({reason})")
@@ -521,15 +527,16 @@ def run_workload(
     ok = [e for e in order if records[e]["status"] == "ok"]
     for eng in ok:
         rec = records[eng]
-        rec["speedup_vs"] = {}
-        for other in ok:
-            if other == eng:
-                continue
-            rec["speedup_vs"][other] = {
-                kind: _finite(records[other][kind]["median_s"] / rec[kind]["median_s"])
-                for kind in ("forward", "forward_backward")
-                if kind in rec and kind in records[other] and rec[kind]["median_s"] > 0
-            }
+        for field, stat in (("speedup_vs", "median_s"), ("speedup_vs_min", "min_s")):
+            rec[field] = {}
+            for other in ok:
+                if other == eng:
+                    continue
+                rec[field][other] = {
+                    kind: _finite(records[other][kind][stat] / rec[kind][stat])
+                    for kind in ("forward", "forward_backward")
+                    if kind in rec and kind in records[other] and rec[kind][stat] > 0
+                }
     del modules, ref_probe
     gc.collect()
     if device.type == "cuda":
@@ -598,6 +605,25 @@ def machine_info(device: torch.device) -> dict:
 # the whole run
 
 
+def warm_up_process(engines: Sequence[str], workloads: Sequence[Workload], device: torch.device, dtype: torch.dtype) -> None:
+    """Run every engine once on a tiny layer of each configuration (ansatz, measure, preact) in the
+    run, so that one-time costs (imports, op registration, thread pools, the CUDA context) do not
+    land in the first workload's warm-up, which sizes the timed runs under a budget."""
+    configs = {(w.ansatz, w.fast_measure, w.preact_trainable) for w in workloads}
+    for ansatz, fast, preact in sorted(configs):
+        tiny = Workload("process-warm-up", 8, 2, 2, 1, ansatz, fast, preact)
+        for eng in engines:
+            if engine_availability(eng, tiny, device, {}) is not None:
+                continue
+            try:
+                module = build_module(eng, tiny, make_state(tiny, device, dtype), device, dtype)
+                x = make_input(tiny, device, dtype)
+                forward_fn(module, x)()
+                forward_backward_fn(module, x)()
+            except Exception:  # noqa: BLE001 - the real run reports the failure
+                pass
+
+
 @dataclass
 class BenchConfig:
     workloads: List[Workload]
@@ -608,6 +634,7 @@ class BenchConfig:
     peer_repeats: int = 3
     budget_s: Optional[float] = None
     max_work: Optional[float] = None
+    peer_max_work: Optional[float] = None
     threads: Optional[int] = None
     seed: int = 0
 
@@ -635,22 +662,26 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
             "peer_repeats": cfg.peer_repeats,
             "budget_s": cfg.budget_s,
             "max_work": max_work[device.type],
+            "peer_max_work": cfg.peer_max_work,
             "seed": cfg.seed,
             "warmup": 1,
             "forward": "torch.no_grad()",
             "forward_backward": "loss = y.sum(); torch.autograd.grad w.r.t. x and every trainable parameter",
-            "speedup": "t_other / t_this (> 1: this engine is faster)",
+            "speedup": "speedup_vs: t_other / t_this of the medians (> 1: this engine is faster); "
+            "speedup_vs_min: the same of the fastest runs (less sensitive to machine load)",
             "saved_bytes": "unique storages seen by saved_tensors_hooks; _activations excludes x and parameters",
         },
         "machine": machine_info(device),
         "records": [],
     }
+    warm_up_process(cfg.engines, cfg.workloads, device, dtype)
     for w in cfg.workloads:
         log(f"{w.name}: {w.describe()}")
         result["records"].extend(
             run_workload(
                 w, cfg.engines, device=device, dtype=dtype, repeats=cfg.repeats, peer_repeats=cfg.peer_repeats,
-                budget_s=cfg.budget_s, max_work=max_work, seed=cfg.seed, log=log,
+                budget_s=cfg.budget_s, max_work=max_work, peer_max_work=cfg.peer_max_work, seed=cfg.seed,
+                log=log,
             )
         )
     if hasattr(os, "getloadavg"):
@@ -720,7 +751,7 @@ def format_table(result: dict) -> str:
     heads += ["saved MiB"]
     if has_peak:
         heads += ["peak MiB"]
-    heads += ["max|dy|", "max|dgrad|"]
+    heads += ["max|dy|", "max|dgrad|", "rel"]
 
     def row(r: dict) -> List[str]:
         if r["status"] != "ok":
@@ -751,8 +782,10 @@ def format_table(result: dict) -> str:
         if has_peak:
             cells.append(_fmt_mib(r.get("peak_memory_extra_bytes")))
         d = r.get("max_abs_diff") or {}
+        scale = r.get("reference_max_abs") or {}
         gd = [v for k, v in d.items() if k.startswith("grad_") and v is not None]
-        cells += [_fmt_num(d.get("y")), _fmt_num(max(gd) if gd else None)]
+        rel = [v / scale[k] for k, v in d.items() if v is not None and scale.get(k)]
+        cells += [_fmt_num(d.get("y")), _fmt_num(max(gd) if gd else None), _fmt_num(max(rel) if rel else None)]
         return cells
 
     m = result.get("machine", {})
@@ -786,7 +819,8 @@ def format_table(result: dict) -> str:
         "x/ref, x/qkan-*: speed-up t_other / t_this (> 1: this row is faster); saved MiB: tensors saved for "
         "backward beyond x and the parameters;",
         "max|dy|, max|dgrad|: max abs difference of y and of any gradient (x and trainable parameters) against "
-        "the reference engine.",
+        "the reference engine; rel: the largest of those differences, each divided by the max abs value of the "
+        "reference's tensor.",
     ]
     return "\n".join(lines)
 
@@ -804,7 +838,7 @@ def plot(result: dict, path: str) -> Optional[str]:
     records = [r for r in result["records"] if r["status"] == "ok"]
     workloads = list(dict.fromkeys(r["workload"] for r in records))
     engines = list(dict.fromkeys(r["engine"] for r in records))
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 2.2 * len(workloads) * 2), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, 2, figsize=(min(20, max(8, 3 * len(workloads))), 4.5), squeeze=False)
     width = 0.8 / max(len(engines), 1)
     for ax, kind, title in zip(axes[0], ("forward", "forward_backward"), ("forward", "forward + backward")):
         for j, eng in enumerate(engines):

@@ -172,6 +172,9 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
                         "would exceed it, the cold warm-up alone when it does (default none; --quick 2)")
     p.add_argument("--max-work", type=float, metavar="N",
                    help="skip the reference and qkan above B*O*I*R = N (default 5e7 on cpu, 2e9 on cuda)")
+    p.add_argument("--peer-max-work", type=float, metavar="N",
+                   help="skip qkan above B*O*I*R = N (default: as --max-work); e.g. 2e6 keeps qkan on W1 "
+                        "and skips it on W2-W4, where qkan exact takes seconds per forward+backward")
     p.add_argument("--ansatz", default="pz", help="ansatz for every workload (pz rpz px real mix; default pz)")
     p.add_argument("--born", action="store_true", help="fast_measure=False (Born rule <Z>) for every workload")
     p.add_argument("--preact-trainable", action="store_true", help="preact_trainable=True for every workload")
@@ -226,9 +229,10 @@ def _bench_run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         return fail("--threads must be >= 1")
     budget = args.budget if args.budget is not None else (2.0 if args.quick else None)
+    peer_max_work = args.peer_max_work
     cfg = bench.BenchConfig(
         workloads=workloads, engines=list(dict.fromkeys(ours + peers)), device=args.device, dtype=args.dtype,
-        repeats=repeats, peer_repeats=peer_repeats, budget_s=budget, max_work=args.max_work,
+        repeats=repeats, peer_repeats=peer_repeats, budget_s=budget, max_work=args.max_work, peer_max_work=peer_max_work,
         threads=args.threads, seed=args.seed,
     )
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))

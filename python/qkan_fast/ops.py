@@ -16,9 +16,9 @@ from . import _C
 from .reference import ANSATZE, canonical_ansatz, theta_shape
 
 ANSATZ_CODES = {name: code for code, name in enumerate(ANSATZE)}  # matches csrc/daruan.h
-_DTYPE_CODES = {torch.float32: 0, torch.float64: 1}
+_DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2}  # bfloat16: CUDA only
 INT32_LIMIT = 2**31 - 1
-ENGINES = ("auto", "circuit", "reference")
+ENGINES = ("auto", "circuit", "spectral", "reference")
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,7 +60,12 @@ def check_circuit_inputs(
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.dtype not in _DTYPE_CODES:
-        raise TypeError(f"x must be float32 or float64, got {x.dtype}")
+        raise TypeError(f"x must be float32 or float64, got {x.dtype} (bfloat16 is also accepted on CUDA)")
+    if x.dtype == torch.bfloat16 and x.device.type != "cuda":
+        raise TypeError(
+            f"x is bfloat16 on {x.device}: the CPU kernels take float32 or float64 (bfloat16 runs on CUDA "
+            "only, stored as bfloat16 and computed in float32); convert with .float() on the CPU"
+        )
     if x.device.type not in ("cpu", "cuda"):
         raise ValueError(f"x must be on a CPU or CUDA device, got {x.device}")
     if x.dim() != 2:
@@ -116,6 +121,17 @@ def check_px_domain(x: Tensor, pre_w: Optional[Tensor], pre_b: Optional[Tensor])
 # kernel calls
 
 
+_DETERMINISTIC = False
+
+
+def set_deterministic(flag: bool) -> None:
+    """Ask the CUDA kernels for bit-identical results run to run (also implied by
+    `torch.use_deterministic_algorithms(True)`). The current CUDA kernels use no atomics and are
+    deterministic either way; the flag is passed to them in `CircuitParams.deterministic`."""
+    global _DETERMINISTIC
+    _DETERMINISTIC = bool(flag)
+
+
 def _ptr(t: Optional[Tensor]) -> int:
     return 0 if t is None or t.numel() == 0 else t.data_ptr()
 
@@ -137,6 +153,7 @@ def _params(x, theta, pre_w, pre_b, ansatz: int, reps: int, fast_measure: bool, 
     if x.is_cuda:
         p.device = x.device.index if x.device.index is not None else torch.cuda.current_device()
         p.stream = torch.cuda.current_stream(x.device).cuda_stream
+        p.deterministic = _DETERMINISTIC or torch.are_deterministic_algorithms_enabled()
     else:
         p.num_threads = torch.get_num_threads()
     return p
@@ -308,6 +325,8 @@ def expand_group(t: Tensor, out_dim: int, in_dim: int, per_edge_rank: int) -> Te
 
 
 def resolve_engine(engine: str) -> str:
+    """Validate an engine name. "auto" resolves per layer in qkan_layer (spectral.prefer); outside a
+    layer (postacts) it means the circuit engine, as does "spectral", which has no postacts path."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     return "circuit" if engine == "auto" else engine
@@ -368,6 +387,7 @@ def qkan_layer(
 ) -> Tensor:
     """One QKAN layer, SPEC.md section 2: y[b,o] = sum_i mask*(pw*(phi+pb) + bw*silu(x)). [B, O]."""
     ansatz = canonical_ansatz(ansatz)
+    auto = engine == "auto"
     engine = resolve_engine(engine)
     if engine == "reference":
         from . import reference
@@ -391,7 +411,14 @@ def qkan_layer(
     encode = ansatz == "rpz" or preact_trainable
     _check_tensor("theta", theta, None, x)
     grouped = theta.dim() == 3
-    if grouped:
+    from . import spectral  # SPEC.md section 4; ValueError where it does not apply (when asked by name)
+
+    if engine == "spectral" or (auto and spectral.prefer(x, theta, preacts_weight, ansatz=ansatz, reps=reps,
+                                                          fast_measure=fast_measure,
+                                                          preact_trainable=preact_trainable)):
+        y = spectral.layer(x, theta, preacts_weight, preacts_bias, weight, ansatz=ansatz, reps=reps,
+                           fast_measure=fast_measure, preact_trainable=preact_trainable)
+    elif grouped:
         # shared parameter sets: phi does not depend on o, so compute phi once and finish with a GEMM
         phi = daruan_postacts(x, theta, preacts_weight, preacts_bias, ansatz=ansatz, reps=reps,
                               fast_measure=fast_measure, preact_trainable=preact_trainable)[:, 0, :]

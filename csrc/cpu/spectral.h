@@ -1,0 +1,63 @@
+// The spectral engine's CPU kernels (SPEC.md section 4): plain pointers and sizes, no torch.
+//
+// With encoding weights frozen at 1, every edge's Born value is a trigonometric polynomial of
+// degree R in the angle u (u = x, or arccos(x) for px):
+//   z_oi(u) = C[o,i,0] + sum_{k=1..R} C[o,i,k] cos(ku) + C[o,i,R+k] sin(ku)
+// These kernels provide
+//   - the coefficients: every edge's circuit at the 2R+1 angles u_m = 2 pi m/(2R+1) and a DFT,
+//     for the Bloch components Z = |alpha|^2 - |beta|^2 (the Born value) and, for the fast
+//     measure, X = 2 Re(conj(alpha) beta) and Y = 2 Im(conj(alpha) beta) (trigonometric
+//     polynomials of the same degree), and the backward of that map (adjoint sweep);
+//   - the basis (cos ku, sin ku), k = 1..R, of every input and its backward (the Born GEMM path
+//     in python/qkan_fast/spectral.py), and
+//   - the fused fast-measure layer y[b,o] = sum_i W[o,i] g(Z_oi(u[b,i])),
+//     g(Z) = sqrt((1+Z)/2) - sqrt((1-Z)/2) = |alpha| - |beta|, and its backward, without any
+//     (B, O, I) buffer (near a pole the kernel switches to |small| = sqrt(X^2+Y^2) / (2 |big|)).
+#pragma once
+
+#include <cstdint>
+
+namespace qkan_fast {
+
+struct SpectralParams {
+  int64_t batch = 0;    // B
+  int64_t in_dim = 0;   // I
+  int64_t out_dim = 0;  // O
+  int reps = 0;         // R: 2R+1 coefficients per edge
+  bool px = false;      // u = arccos(x) (inputs in [-1, 1]) instead of u = x
+  int dtype = 0;        // DType code (daruan.h): x, weight, y, basis and their gradients
+
+  // coefficient sampler (dtype: theta, pre_b, coef_out, grad_coef_in, grad_theta, grad_pre_b)
+  int ansatz = 0;                      // Ansatz code (daruan.h); px is sampled as mix (spectral.py)
+  int nq = 1;                          // components: 1 (Z) or 3 (Z, X, Y)
+  const void* theta = nullptr;         // [O, I, Rt, P]
+  const void* pre_b = nullptr;         // [O, I, R]  rpz only (its w is 1): e = u + b
+  void* coef_out = nullptr;            // [O, I, nq, 2R+1]
+  const void* grad_coef_in = nullptr;  // [O, I, nq, 2R+1]
+  void* grad_theta = nullptr;          // [O, I, Rt, P]
+  void* grad_pre_b = nullptr;          // [O, I, R]  null when not needed
+
+  const void* x = nullptr;       // [B, I]
+  const void* coef = nullptr;    // [O, I, 3, 2R+1] (Z, X, Y) (fast layer)
+  const void* weight = nullptr;  // [O, I] postact weight * mask (fast layer)
+
+  void* y = nullptr;      // [B, O]       fast layer forward
+  void* basis = nullptr;  // [B, I, 2R]   basis forward: cos ku (k = 1..R), then sin ku
+
+  const void* grad_y = nullptr;      // [B, O]      fast layer backward
+  const void* grad_basis = nullptr;  // [B, I, 2R]  basis backward
+  void* grad_x = nullptr;            // [B, I]        null when not needed
+  void* grad_coef = nullptr;         // [O, I, 3, 2R+1]  null when not needed
+  void* grad_weight = nullptr;       // [O, I]        null when not needed
+
+  int num_threads = 1;
+};
+
+void spectral_coef_cpu(const SpectralParams& p);
+void spectral_coef_backward_cpu(const SpectralParams& p);
+void spectral_basis_cpu(const SpectralParams& p);
+void spectral_basis_backward_cpu(const SpectralParams& p);
+void spectral_fast_forward_cpu(const SpectralParams& p);
+void spectral_fast_backward_cpu(const SpectralParams& p);
+
+}  // namespace qkan_fast

@@ -1,0 +1,1039 @@
+// CPU schedules of the spectral engine (see spectral.h): the coefficient sampler, the basis, and the
+// fused fast-measure layer forward and backward.
+//
+// Compiled once per instruction set (spectral_generic.cpp, spectral_avx2.cpp, spectral_avx512.cpp),
+// each inside its own namespace QKF_ISA_NS::spec (nothing here is shared across the copies, so the
+// one-definition rule never merges code built for different instruction sets); spectral.cpp picks
+// one at run time.
+//
+// Vector axis. The sampler runs one edge per SIMD lane (every edge sees the same 2R+1 angles) with
+// daruan.h's scalar gate code in loops GCC vectorises, like the circuit kernels. The fused layer
+// kernels run one sample per lane, written with GCC vector extensions whose width follows the copy
+// (64 bytes with AVX-512, 32 with AVX2, 16 otherwise): they need register tiling that
+// auto-vectorisation does not produce (the dot products of several outputs per basis load, to hide
+// the FMA latency, and the coefficient-gradient reduction as outer-product tiles). R = 1..8 are
+// compile-time constants (the dot products unroll); larger R use a runtime loop.
+//
+// The fast measure from the Bloch components (Z, X, Y) of the final state (Z = |alpha|^2 - |beta|^2,
+// X + iY = 2 conj(alpha) beta, X^2 + Y^2 + Z^2 = 1):
+// - g(Z) = sqrt((1+Z)/2) - sqrt((1-Z)/2) = |alpha| - |beta|, with Z clamped to [-1, 1] so that
+//   roundoff never makes a square root negative (straight-through for the gradient).
+// - g'(Z) = 1/(4 sqrt(pa)) + 1/(4 sqrt(pb)), pa = (1+Z)/2, pb = (1-Z)/2. The circuit engine floors
+//   |alpha|^2 and |beta|^2 at measure_floor (daruan.h) and gives a vanished amplitude gradient 0;
+//   the matching rule in Z is: the pa term is dropped iff pa <= floor, i.e. Z <= -1 + 2 floor
+//   (in practice Z == -1 after the clamp), the pb term iff Z >= 1 - 2 floor (Z == +1). Values use
+//   sqrt(max(p, floor)) exactly as the circuit engine does.
+// - Near a pole g(Z) is ill-conditioned: an absolute error d of Z (roundoff, ~1e-7 in float32)
+//   becomes d / (4 sqrt(p)) in phi, and the gradient (g'(Z) ~ 1/sqrt(p) times dZ ~ sqrt(p)) gets a
+//   RELATIVE error ~ d / p, where the circuit engine's is ~ eps / sqrt(p). So where min(pa, pb) <
+//   kPole the kernels use the Bloch formula instead: with big = sqrt((1 + |Z|)/2) the larger
+//   amplitude and r = sqrt(X^2 + Y^2) = 2 |alpha| |beta|, small = r / (2 big) and
+//   phi = sign(Z) (big - small), as accurate as the circuit engine (r has absolute error d).
+//   Its gradient: d phi/dZ = (1 + r/(2 big^2)) / (4 big), d phi/dX = -sign(Z) X / (2 big r) (same
+//   for Y); at r = 0 (a vanished amplitude) the X, Y terms are 0, the floor rule above. The switch
+//   happens per vector of samples (the X and Y dot products run only where some lane needs them),
+//   so its cost follows how often states come near a pole: rarely for complex amplitudes, at every
+//   zero crossing for the real amplitudes of the `real` ansatz.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "cpu/spectral.h"
+#include "daruan.h"
+
+#ifndef QKF_ISA_NS
+#error "define QKF_ISA_NS before including spectral_kernels.h"
+#endif
+
+#if defined(__clang__)
+#define QKF_SPEC_LANES _Pragma("clang loop vectorize(enable) interleave(enable)")
+#elif defined(__GNUC__)
+#define QKF_SPEC_LANES _Pragma("GCC ivdep")
+#else
+#define QKF_SPEC_LANES
+#endif
+
+namespace qkan_fast {
+namespace QKF_ISA_NS {
+namespace spec {
+
+constexpr int kChunk = 64;      // samples per forward tile, edges per sampler tile
+constexpr int kOutBlock = 4;    // outputs per register tile: independent FMA chains per basis load
+constexpr int kSubBlock = 256;  // samples per backward pass over a buffered gradient tile (L1)
+constexpr int kMaxStaticReps = 8;
+
+inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// --------------------------------------------------------------------------------------------
+// SIMD helpers (GCC vector extensions)
+
+#if defined(__AVX512F__)
+constexpr int kVecBytes = 64;
+#elif defined(__AVX2__)
+constexpr int kVecBytes = 32;
+#else
+constexpr int kVecBytes = 16;
+#endif
+// coefficients per outer-product tile of the coefficient gradient (kOutBlock x kKGroup vector
+// accumulators plus their operands fit the 32 AVX-512 registers; AVX2 and SSE have 16)
+constexpr int kKGroup = kVecBytes == 64 ? 4 : 2;
+
+template <class T> struct VecOf {
+  typedef T type __attribute__((vector_size(kVecBytes)));
+};
+template <class T> using Vec = typename VecOf<T>::type;
+template <class T> struct IVecOf {
+  using I = typename std::conditional<sizeof(T) == 4, int32_t, int64_t>::type;
+  typedef I type __attribute__((vector_size(kVecBytes)));
+};
+template <class T> using IVec = typename IVecOf<T>::type;
+template <class T> constexpr int lanes() { return kVecBytes / static_cast<int>(sizeof(T)); }
+
+template <class T> inline Vec<T> vload(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <class T> inline void vstore(T* p, Vec<T> v) { std::memcpy(p, &v, sizeof(v)); }
+template <class T> inline Vec<T> vset(T s) { return Vec<T>{} + s; }
+template <class T> inline T hsum(Vec<T> v) {  // pairwise (a tree of vector halves)
+  alignas(64) T a[lanes<T>()];
+  vstore(a, v);
+  for (int w = lanes<T>() / 2; w > 0; w /= 2)
+    for (int l = 0; l < w; ++l) a[l] += a[l + w];
+  return a[0];
+}
+template <class T> inline T hmax_abs(Vec<T> v) {
+  T m = 0;
+  for (int l = 0; l < lanes<T>(); ++l) m = std::fabs(v[l]) > m ? std::fabs(v[l]) : m;
+  return m;
+}
+// out[t] = sum of the lanes of in[t], t < n: groups of L vectors go through a butterfly of
+// even/odd lane shuffles (log2 L steps) that leaves one vector holding the L sums.
+template <class T>
+inline void reduce_lanes(const Vec<T>* in, int n, T* out) {
+  constexpr int L = lanes<T>();
+  IVec<T> ev, od;
+  for (int l = 0; l < L; ++l) {
+    ev[l] = 2 * l;
+    od[l] = 2 * l + 1;
+  }
+  for (int g0 = 0; g0 < n; g0 += L) {
+    Vec<T> v[L];
+    for (int t = 0; t < L; ++t) v[t] = g0 + t < n ? in[g0 + t] : Vec<T>{};
+    for (int cnt = L; cnt > 1; cnt /= 2)
+      for (int t = 0; t < cnt / 2; ++t)
+        v[t] = __builtin_shuffle(v[2 * t], v[2 * t + 1], ev) + __builtin_shuffle(v[2 * t], v[2 * t + 1], od);
+    alignas(64) T r[L];
+    vstore(r, v[0]);
+    for (int t = 0; t < L && g0 + t < n; ++t) out[g0 + t] = r[t];
+  }
+}
+
+// Per-thread scratch that keeps its pages between calls (fresh multi-MB buffers would page-fault
+// on every call); `slot` tells the buffers of one call apart (distinct across T = float/double
+// too: scratch<double> and scratch<T> are the same buffers when T is double).
+template <class T>
+inline std::vector<T>& scratch(int slot, size_t n, bool zero) {
+  thread_local std::vector<T> buf[8];
+  std::vector<T>& b = buf[slot];
+  if (zero)
+    b.assign(n, T(0));
+  else
+    b.resize(n);
+  return b;
+}
+
+template <class T> inline Vec<T> vsqrt(Vec<T> v) {
+  Vec<T> r;
+  for (int l = 0; l < lanes<T>(); ++l) r[l] = std::sqrt(v[l]);  // one sqrtps / sqrtpd
+  return r;
+}
+
+// sqrt(p) and, when INV, 1/sqrt(p), for p > 0. float32 with AVX-512: rsqrt14 and one Newton step
+// (relative error ~2^-27, below float32 rounding), no sqrt or division; elsewhere IEEE operations.
+template <class T, bool INV>
+inline void vsqrt_rsqrt(Vec<T> p, Vec<T>& s, Vec<T>& r) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same<T, float>::value) {
+    Vec<T> y = (Vec<T>)_mm512_rsqrt14_ps((__m512)p);
+    y = y * (T(1.5) - T(0.5) * p * y * y);
+    s = p * y;
+    r = y;
+    return;
+  }
+#endif
+  s = vsqrt<T>(p);
+  if (INV) r = T(1) / s;
+}
+
+// sin and cos of a vector: Cody-Waite reduction by pi/2 (three-part constant) and the classic
+// minimax kernels on [-pi/4, pi/4] (Cephes sinf/cosf, fdlibm __kernel_sin/__kernel_cos), a few ulp
+// for |a| <= limit; beyond it (or for inf/NaN) each lane goes to libm.
+template <class T> struct SinCosK;
+template <> struct SinCosK<float> {
+  static constexpr float limit = 8192.0f, round = 12582912.0f;  // 1.5 * 2^23
+  static constexpr float hi = 1.5703125f, mid = 4.837512969970703125e-4f, lo = 7.54978995489188216e-8f;
+  static Vec<float> sin_poly(Vec<float> r, Vec<float> r2) {
+    return r + r * r2 * (-1.6666654611e-1f + r2 * (8.3321608736e-3f + r2 * -1.9515295891e-4f));
+  }
+  static Vec<float> cos_poly(Vec<float> r2) {
+    return 1.0f - 0.5f * r2 +
+           r2 * r2 * (4.166664568298827e-2f + r2 * (-1.388731625493765e-3f + r2 * 2.443315711809948e-5f));
+  }
+};
+template <> struct SinCosK<double> {
+  static constexpr double limit = 1048576.0, round = 6755399441055744.0;  // 1.5 * 2^52
+  static constexpr double hi = 1.57079632673412561417e+00, mid = 6.07710050630396597660e-11,
+                          lo = 2.02226624879595063154e-21;
+  static Vec<double> sin_poly(Vec<double> r, Vec<double> r2) {
+    return r + r * r2 * (-1.66666666666666324348e-01 +
+                         r2 * (8.33333333332248946124e-03 +
+                               r2 * (-1.98412698298579493134e-04 +
+                                     r2 * (2.75573137070700676789e-06 +
+                                           r2 * (-2.50507602534068634195e-08 + r2 * 1.58969099521155010221e-10)))));
+  }
+  static Vec<double> cos_poly(Vec<double> r2) {
+    return 1.0 - 0.5 * r2 +
+           r2 * r2 * (4.16666666666666019037e-02 +
+                      r2 * (-1.38888888888741095749e-03 +
+                            r2 * (2.48015872894767294178e-05 +
+                                  r2 * (-2.75573143513906633035e-07 +
+                                        r2 * (2.08757232129817482790e-09 + r2 * -1.13596475577881948265e-11)))));
+  }
+};
+
+template <class T>
+inline void vsincos(Vec<T> a, Vec<T>& s, Vec<T>& c) {
+  using K = SinCosK<T>;
+  if (!(hmax_abs<T>(a) <= K::limit)) {  // also NaN
+    for (int l = 0; l < lanes<T>(); ++l) {
+      s[l] = std::sin(a[l]);
+      c[l] = std::cos(a[l]);
+    }
+    return;
+  }
+  const Vec<T> q = (a * T(0.63661977236758134308) + K::round) - K::round;  // a / (pi/2), to nearest
+  const Vec<T> r = ((a - q * K::hi) - q * K::mid) - q * K::lo;
+  const Vec<T> r2 = r * r;
+  const Vec<T> ps = K::sin_poly(r, r2), pc = K::cos_poly(r2);
+  const IVec<T> n = __builtin_convertvector(q, IVec<T>);
+  const auto swap = (n & 1) != 0;
+  const Vec<T> ss = (n & 2) != 0 ? vset<T>(-1) : vset<T>(1);
+  const Vec<T> sc = ((n + 1) & 2) != 0 ? vset<T>(-1) : vset<T>(1);
+  s = ss * (swap ? pc : ps);
+  c = sc * (swap ? ps : pc);
+}
+
+// --------------------------------------------------------------------------------------------
+// the basis: cos ku, sin ku (k = 1..R) of u = x, or of u = arccos(x) for px, and du/dx
+
+// the circuit engine's floors (daruan.h measure_floor and data_angle_slope)
+template <class T> constexpr T prob_floor() { return sizeof(T) == 4 ? T(1e-30) : T(1e-300); }
+template <class T> constexpr T slope_floor() { return sizeof(T) == 4 ? T(1e-6) : T(1e-12); }
+
+// One vector of inputs: rows out[k * st] (k < 2R: cos ku for k < R, then sin ku) and du/dx in
+// slope[] get whole vectors. For px (cos u, sin u) = (x, sqrt(1 - x^2)) need no trigonometry and
+// du/dx = -1/sqrt(1-x^2) is written as -1/(2cs) with the circuit engine's half-angle pair (c, s)
+// and floor (daruan.h data_angle_slope), so x = +-1 stays finite.
+template <class T>
+inline void harmonics_vec_exact(Vec<T> x, int R, bool px, T* out, int64_t st, T* slope) {
+  Vec<T> c1, s1;
+  if (px) {
+    const Vec<T> xc = x > T(1) ? vset<T>(1) : (x < T(-1) ? vset<T>(-1) : x);
+    const Vec<T> hc = vsqrt<T>(T(0.5) * (T(1) + xc)), hs = vsqrt<T>(T(0.5) * (T(1) - xc));
+    c1 = xc;
+    s1 = T(2) * hc * hs;
+    if (slope) vstore(slope, T(-1) / (s1 > slope_floor<T>() ? s1 : vset<T>(slope_floor<T>())));
+  } else {
+    vsincos<T>(x, s1, c1);
+    if (slope) vstore(slope, vset<T>(1));
+  }
+  Vec<T> ck = c1, sk = s1;
+  for (int k = 0; k < R; ++k) {
+    vstore(out + k * st, ck);
+    vstore(out + (R + k) * st, sk);
+    const Vec<T> cn = ck * c1 - sk * s1;
+    sk = sk * c1 + ck * s1;
+    ck = cn;
+  }
+}
+
+// The basis of one vector of inputs. float32 inputs are computed in float64 and rounded once: the
+// recurrence would otherwise accumulate ~k ulp in cos ku and sin ku (and a 1-ulp float32 sine is
+// an angle error that the k-th harmonic multiplies by k); this costs O(B I R), not O(B I O).
+template <class T>
+inline void harmonics_vec(Vec<T> x, int R, bool px, T* out, int64_t st, T* slope) {
+  if constexpr (std::is_same<T, float>::value) {
+    constexpr int L = lanes<float>(), LD = lanes<double>();
+    alignas(64) float xs[L];
+    alignas(64) double xd[LD], sd[LD];
+    alignas(64) double hd_stack[2 * 16 * LD];  // R <= 16 on the stack; larger R on the heap
+    std::vector<double> hd_heap(R > 16 ? 2 * R * LD : 0);
+    double* hd = R > 16 ? hd_heap.data() : hd_stack;
+    vstore(xs, x);
+    for (int h = 0; h < L; h += LD) {
+      for (int l = 0; l < LD; ++l) xd[l] = xs[h + l];
+      harmonics_vec_exact<double>(vload(xd), R, px, hd, LD, slope ? sd : nullptr);
+      for (int k = 0; k < 2 * R; ++k)
+        for (int l = 0; l < LD; ++l) out[k * st + h + l] = static_cast<float>(hd[k * LD + l]);
+      if (slope)
+        for (int l = 0; l < LD; ++l) slope[h + l] = static_cast<float>(sd[l]);
+    }
+  } else {
+    harmonics_vec_exact<T>(x, R, px, out, st, slope);
+  }
+}
+
+// Born basis [B, I, 2R] (row t = b*I + i holds cos ku, then sin ku): vectors of L consecutive
+// inputs, transposed through a small [2R][L] buffer.
+template <class T>
+void basis_forward(const SpectralParams& p) {
+  constexpr int L = lanes<T>();
+  const int64_t n = p.batch * p.in_dim;
+  const int R = p.reps, NB = 2 * R;
+  const T* x = static_cast<const T*>(p.x);
+  T* out = static_cast<T*>(p.basis);
+#pragma omp parallel num_threads(p.num_threads)
+  {
+    std::vector<T> h(NB * L);
+    alignas(64) T xs[L];
+#pragma omp for schedule(static)
+    for (int64_t t0 = 0; t0 < n; t0 += L) {
+      const int m = static_cast<int>(std::min<int64_t>(L, n - t0));
+      for (int l = 0; l < L; ++l) xs[l] = l < m ? x[t0 + l] : T(0);
+      harmonics_vec<T>(vload(xs), R, p.px, h.data(), L, nullptr);
+      for (int l = 0; l < m; ++l)
+        for (int k = 0; k < NB; ++k) out[(t0 + l) * NB + k] = h[k * L + l];
+    }
+  }
+}
+
+template <class T>
+void basis_backward(const SpectralParams& p) {
+  constexpr int L = lanes<T>();
+  const int64_t n = p.batch * p.in_dim;
+  const int R = p.reps, NB = 2 * R;
+  const T* x = static_cast<const T*>(p.x);
+  const T* g = static_cast<const T*>(p.grad_basis);
+  T* gx = static_cast<T*>(p.grad_x);
+#pragma omp parallel num_threads(p.num_threads)
+  {
+    std::vector<T> h(NB * L), gt(NB * L);
+    alignas(64) T xs[L], sl[L], r[L];
+#pragma omp for schedule(static)
+    for (int64_t t0 = 0; t0 < n; t0 += L) {
+      const int m = static_cast<int>(std::min<int64_t>(L, n - t0));
+      for (int l = 0; l < L; ++l) xs[l] = l < m ? x[t0 + l] : T(0);
+      for (int l = 0; l < L; ++l)
+        for (int k = 0; k < NB; ++k) gt[k * L + l] = l < m ? g[(t0 + l) * NB + k] : T(0);
+      harmonics_vec<T>(vload(xs), R, p.px, h.data(), L, sl);
+      Vec<T> s{};  // d/du cos ku = -k sin ku, d/du sin ku = k cos ku
+      for (int k = 0; k < R; ++k)
+        s += T(k + 1) * (vload(&gt[(R + k) * L]) * vload(&h[k * L]) - vload(&gt[k * L]) * vload(&h[(R + k) * L]));
+      vstore(r, s * vload(sl));
+      for (int l = 0; l < m; ++l) gx[t0 + l] = r[l];
+    }
+  }
+}
+
+// --------------------------------------------------------------------------------------------
+// coefficient sampler: every edge's circuit at u_m = 2 pi m / M (M = 2R+1), a DFT per component
+
+// D[k][m]: coefficient k of the samples; rows 1, cos ku (k = 1..R), sin ku
+template <class T>
+std::vector<T> dft_matrix(int R) {
+  const int M = 2 * R + 1;
+  std::vector<T> d(M * M);
+  for (int m = 0; m < M; ++m) {
+    const double u = 2.0 * M_PI * m / M;
+    d[m] = T(1.0 / M);
+    for (int k = 1; k <= R; ++k) {
+      d[k * M + m] = T(2.0 / M * std::cos(k * u));
+      d[(R + k) * M + m] = T(2.0 / M * std::sin(k * u));
+    }
+  }
+  return d;
+}
+
+// One SIMD vector of edges as a number type for daruan.h's gate templates (which need T(scalar),
+// +, - and *): the sampler runs the shared gate code with one edge per lane and the state in
+// registers across the repetitions.
+template <class T> struct Lane {
+  Vec<T> v;
+  Lane() = default;
+  Lane(T s) : v(vset<T>(s)) {}  // NOLINT: T(0.5) inside daruan.h
+  Lane(Vec<T> x) : v(x) {}      // NOLINT
+};
+template <class T> inline Lane<T> operator+(Lane<T> a, Lane<T> b) { return Lane<T>(a.v + b.v); }
+template <class T> inline Lane<T> operator-(Lane<T> a, Lane<T> b) { return Lane<T>(a.v - b.v); }
+template <class T> inline Lane<T> operator*(Lane<T> a, Lane<T> b) { return Lane<T>(a.v * b.v); }
+template <class T> inline Lane<T> operator-(Lane<T> a) { return Lane<T>(-a.v); }
+template <class T> inline Lane<T>& operator+=(Lane<T>& a, Lane<T> b) { a.v += b.v; return a; }
+
+// Per call: theta folded to (cos, sin) pairs as structure-of-arrays [K][ep] (a vector of edges is
+// contiguous), rpz biases as phase pairs [R][ep], and the data gate of each sample angle.
+template <class T, int A> struct SamplerPrep {
+  int64_t ep = 0;  // edges padded to kChunk
+  std::vector<T> rc, rs;  // [K][ep]
+  std::vector<T> bc, bs;  // [R][ep]  rpz: (cos b, sin b), the data phase gate is then u_m + b
+  std::vector<T> dc, ds;  // [M] data gate pair of u_m
+  std::vector<T> dft;     // [M][M]
+};
+
+template <class T, int A>
+SamplerPrep<T, A> sampler_prepare(const SpectralParams& p) {
+  constexpr int P = theta_cols_of<A>();
+  SamplerPrep<T, A> sp;
+  const int64_t E = p.out_dim * p.in_dim;
+  const int R = p.reps, K = theta_rows(A, R) * P, M = 2 * R + 1;
+  constexpr int L = lanes<T>();
+  sp.ep = cdiv(E, kChunk) * kChunk;
+  const int64_t ep = sp.ep;
+  sp.rc.resize(K * ep);
+  sp.rs.resize(K * ep);
+  const T* theta = static_cast<const T*>(p.theta);
+  const T* pre_b = static_cast<const T*>(p.pre_b);
+  const bool enc = A == kRPZ;
+  if (enc) {
+    sp.bc.resize(R * ep);
+    sp.bs.resize(R * ep);
+  }
+#pragma omp parallel num_threads(p.num_threads)
+  {
+    alignas(64) T a[L];
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < (K + (enc ? R : 0)) * (ep / L); ++t) {
+      const int64_t row = t / (ep / L), e0 = (t % (ep / L)) * L;
+      for (int l = 0; l < L; ++l) {
+        const int64_t e = e0 + l;
+        if (row < K) {
+          const T ang = e < E ? theta[e * K + row] : T(0);
+          a[l] = theta_col_is_rz<A>(static_cast<int>(row % P)) ? ang : T(0.5) * ang;
+        } else {
+          a[l] = e < E ? pre_b[e * R + (row - K)] : T(0);
+        }
+      }
+      Vec<T> s, c;
+      vsincos<T>(vload(a), s, c);
+      if (row < K) {
+        vstore(sp.rc.data() + row * ep + e0, c);
+        vstore(sp.rs.data() + row * ep + e0, s);
+      } else {
+        vstore(sp.bc.data() + (row - K) * ep + e0, c);
+        vstore(sp.bs.data() + (row - K) * ep + e0, s);
+      }
+    }
+  }
+  sp.dc.resize(M);
+  sp.ds.resize(M);
+  for (int m = 0; m < M; ++m) {
+    const Rot<T> h = data_gate<T, A>(T(2.0 * M_PI * m / M));
+    sp.dc[m] = h.c;
+    sp.ds[m] = h.s;
+  }
+  sp.dft = dft_matrix<T>(R);
+  return sp;
+}
+
+// The gates of one vector of edges, loaded once per tile: rot [K], bias phases [R] (rpz).
+template <class T, int A> struct EdgeTile {
+  std::vector<Rot<Lane<T>>> rot, bias;
+  void load(const SamplerPrep<T, A>& sp, int K, int R, int64_t e0) {
+    rot.resize(K);
+    for (int k = 0; k < K; ++k)
+      rot[k] = {Lane<T>(vload(sp.rc.data() + k * sp.ep + e0)), Lane<T>(vload(sp.rs.data() + k * sp.ep + e0))};
+    if (A == kRPZ) {
+      bias.resize(R);
+      for (int l = 0; l < R; ++l)
+        bias[l] = {Lane<T>(vload(sp.bc.data() + l * sp.ep + e0)), Lane<T>(vload(sp.bs.data() + l * sp.ep + e0))};
+    }
+  }
+  // the data gate of repetition l at sample m: the shared pair, or (rpz) the phase of u_m + b_l
+  Rot<Lane<T>> data(const SamplerPrep<T, A>& sp, int m, int l) const {
+    const Lane<T> c(sp.dc[m]), s(sp.ds[m]);
+    if (A != kRPZ) return {c, s};
+    return {c * bias[l].c - s * bias[l].s, s * bias[l].c + c * bias[l].s};
+  }
+  Qubit<Lane<T>> run(const SamplerPrep<T, A>& sp, int R, int m) const {
+    constexpr int P = theta_cols_of<A>();
+    Qubit<Lane<T>> q = plus_state<Lane<T>>();
+    for (int l = 0; l < R; ++l) apply_rep<Lane<T>, A>(q, rot.data() + l * P, data(sp, m, l));
+    if (A != kREAL) apply_final<Lane<T>, A>(q, rot.data() + R * P);
+    return q;
+  }
+};
+
+// coef_out[e, q, k] = sum_m D[k][m] V_q(e, u_m), V = (Z, X, Y)
+template <class T, int A>
+void sampler_forward(const SpectralParams& p) {
+  constexpr int P = theta_cols_of<A>(), L = lanes<T>();
+  const SamplerPrep<T, A> sp = sampler_prepare<T, A>(p);
+  const int64_t E = p.out_dim * p.in_dim;
+  const int R = p.reps, M = 2 * R + 1, NQ = p.nq, K = theta_rows(A, R) * P;
+  T* out = static_cast<T*>(p.coef_out);
+#pragma omp parallel num_threads(p.num_threads)
+  {
+    EdgeTile<T, A> tile;
+    std::vector<Vec<T>> acc(NQ * M);
+    alignas(64) T buf[L];
+#pragma omp for schedule(static)
+    for (int64_t e0 = 0; e0 < E; e0 += L) {
+      tile.load(sp, K, R, e0);
+      for (auto& a : acc) a = Vec<T>{};
+      for (int m = 0; m < M; ++m) {
+        const Qubit<Lane<T>> q = tile.run(sp, R, m);
+        const Vec<T> ar = q.ar.v, ai = q.ai.v, br = q.br.v, bi = q.bi.v;
+        Vec<T> v[3];
+        v[0] = (ar * ar + ai * ai) - (br * br + bi * bi);
+        if (NQ == 3) {
+          v[1] = T(2) * (ar * br + ai * bi);
+          v[2] = T(2) * (ar * bi - ai * br);
+        }
+        for (int qq = 0; qq < NQ; ++qq)
+          for (int k = 0; k < M; ++k) acc[qq * M + k] += sp.dft[k * M + m] * v[qq];
+      }
+      const int n = static_cast<int>(std::min<int64_t>(L, E - e0));
+      for (int t = 0; t < NQ * M; ++t) {
+        vstore(buf, acc[t]);
+        for (int j = 0; j < n; ++j) out[(e0 + j) * NQ * M + t] = buf[j];
+      }
+    }
+  }
+}
+
+// The adjoint of sampler_forward: from grad_coef_in [E, NQ, M] to grad_theta and (rpz) grad_pre_b.
+template <class T, int A>
+void sampler_backward(const SpectralParams& p) {
+  constexpr int P = theta_cols_of<A>(), L = lanes<T>();
+  const SamplerPrep<T, A> sp = sampler_prepare<T, A>(p);
+  const int64_t E = p.out_dim * p.in_dim;
+  const int R = p.reps, M = 2 * R + 1, NQ = p.nq, K = theta_rows(A, R) * P;
+  const T* gin = static_cast<const T*>(p.grad_coef_in);
+  T* gtheta = static_cast<T*>(p.grad_theta);
+  T* gbias = static_cast<T*>(p.grad_pre_b);
+  const bool need_b = A == kRPZ && gbias;
+#pragma omp parallel num_threads(p.num_threads)
+  {
+    EdgeTile<T, A> tile;
+    std::vector<Vec<T>> gc(NQ * M), gth(K), gb(R);
+    alignas(64) T buf[L];
+#pragma omp for schedule(static)
+    for (int64_t e0 = 0; e0 < E; e0 += L) {
+      const int n = static_cast<int>(std::min<int64_t>(L, E - e0));
+      tile.load(sp, K, R, e0);
+      for (int t = 0; t < NQ * M; ++t) {
+        for (int j = 0; j < L; ++j) buf[j] = j < n ? gin[(e0 + j) * NQ * M + t] : T(0);
+        gc[t] = vload(buf);
+      }
+      for (auto& g : gth) g = Vec<T>{};
+      for (auto& g : gb) g = Vec<T>{};
+      for (int m = 0; m < M; ++m) {
+        // the DFT transposed: dL/dV_q(u_m) = sum_k D[k][m] dL/dC[q, k]
+        Vec<T> gv[3] = {};
+        for (int qq = 0; qq < NQ; ++qq)
+          for (int k = 0; k < M; ++k) gv[qq] += sp.dft[k * M + m] * gc[qq * M + k];
+        Qubit<Lane<T>> q = tile.run(sp, R, m);
+        // cotangent dL/d(ar, ai, br, bi) of Z, X = 2(ar br + ai bi), Y = 2(ar bi - ai br)
+        const Vec<T> z2 = T(2) * gv[0], x2 = T(2) * gv[1], y2 = T(2) * gv[2];
+        const Vec<T> ar = q.ar.v, ai = q.ai.v, br = q.br.v, bi = q.bi.v;
+        Qubit<Lane<T>> l = {Lane<T>(z2 * ar), Lane<T>(z2 * ai), Lane<T>(-z2 * br), Lane<T>(-z2 * bi)};
+        if (NQ == 3) {
+          l.ar += Lane<T>(x2 * br + y2 * bi);
+          l.ai += Lane<T>(x2 * bi - y2 * br);
+          l.br += Lane<T>(x2 * ar - y2 * ai);
+          l.bi += Lane<T>(x2 * ai + y2 * ar);
+        }
+        Lane<T> g[2] = {Lane<T>(T(0)), Lane<T>(T(0))};
+        if (A != kREAL) {
+          adjoint_final<Lane<T>, A>(q, l, tile.rot.data() + R * P, g);
+          for (int c = 0; c < P; ++c) gth[R * P + c] += g[c].v;
+        }
+        for (int r = R - 1; r >= 0; --r) {
+          const Lane<T> d = adjoint_rep<Lane<T>, A>(q, l, tile.rot.data() + r * P, tile.data(sp, m, r), g);
+          for (int c = 0; c < P; ++c) gth[r * P + c] += g[c].v;
+          if (need_b) gb[r] += d.v;  // rpz: the data angle is u_m + b, so dL/db = dL/d(angle)
+        }
+      }
+      for (int k = 0; k < K; ++k) {
+        vstore(buf, gth[k]);
+        for (int j = 0; j < n; ++j) gtheta[(e0 + j) * K + k] = buf[j];
+      }
+      if (need_b)
+        for (int r = 0; r < R; ++r) {
+          vstore(buf, gb[r]);
+          for (int j = 0; j < n; ++j) gbias[(e0 + j) * R + r] = buf[j];
+        }
+    }
+  }
+}
+
+// --------------------------------------------------------------------------------------------
+// fused fast-measure layer
+
+// below this min(pa, pb) a vector of samples switches to the Bloch formula (header comment): the
+// Z formula's relative gradient error is then at most ~eps/kPole (about 4e-6 in float32)
+template <class T> constexpr T pole_threshold() { return sizeof(T) == 4 ? T(1.0 / 64) : T(1.0 / 4096); }
+constexpr int kQ = 3;  // components per edge: Z, X, Y
+
+// Per-call preparation. The basis is kept as rows [I][2R][bs] over the samples, bs = B rounded up
+// to kChunk plus one cache line (rows of a power-of-two batch would otherwise alias in L1); padding
+// lanes hold the basis of x = 0 so that whole vectors can always be processed. Also: du/dx per
+// (i, b) for px, the coefficients in T with an extra zero edge at index E (it fills partial output
+// tiles), and for the gradient of x the derivative coefficients of each component:
+// dV/du = sum_k k C[R+k] cos ku - k C[k] sin ku. Padding lanes hold a zero basis (finite, and
+// never read into a result: dL/dy is zero there and forward tiles store only real samples).
+template <class T> struct Prepared {
+  int64_t bs = 0;               // padded row length
+  const T* bt = nullptr;        // [I][2R][bs]
+  const T* slope = nullptr;     // [I][bs] (px backward)
+  const T* cf = nullptr;        // [E+1][kQ][2R+1]
+  const T* df = nullptr;        // [E+1][kQ][2R+1], constant term 0 (the same layout as cf)
+};
+
+template <class T>
+Prepared<T> prepare(const SpectralParams& p, bool with_slope, bool with_deriv) {
+  constexpr int L = lanes<T>();
+  Prepared<T> pr;
+  const int64_t B = p.batch, I = p.in_dim, E = p.out_dim * p.in_dim;
+  const int R = p.reps, NB = 2 * R, M = NB + 1;
+  const T* x = static_cast<const T*>(p.x);
+  const T* coef = static_cast<const T*>(p.coef);
+  pr.bs = cdiv(B, kChunk) * kChunk + 64 / static_cast<int64_t>(sizeof(T));
+  const int64_t bs = pr.bs, nvec = cdiv(B, L);
+  T* bt = scratch<T>(2, I * NB * bs, false).data();
+  T* slope = with_slope ? scratch<T>(3, I * bs, false).data() : nullptr;
+  T* cf = scratch<T>(4, (E + 1) * kQ * M, true).data();
+  T* df = with_deriv ? scratch<T>(5, (E + 1) * kQ * M, true).data() : nullptr;
+  pr.bt = bt;
+  pr.slope = slope;
+  pr.cf = cf;
+  pr.df = df;
+#pragma omp parallel num_threads(p.num_threads)
+  {
+    alignas(64) T xs[L];
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < I * nvec; ++t) {
+      const int64_t i = t / nvec, b0 = (t % nvec) * L;
+      for (int l = 0; l < L; ++l) xs[l] = b0 + l < B ? x[(b0 + l) * I + i] : T(0);
+      harmonics_vec<T>(vload(xs), R, p.px, bt + i * NB * bs + b0, bs, with_slope ? slope + i * bs + b0 : nullptr);
+      if (b0 + L >= B)  // the row padding past the last vector: zero
+        for (int k = 0; k < NB; ++k) std::fill(bt + (i * NB + k) * bs + nvec * L, bt + (i * NB + k + 1) * bs, T(0));
+    }
+#pragma omp for schedule(static)
+    for (int64_t e = 0; e < E; ++e)
+      for (int q = 0; q < kQ; ++q) {
+        const T* c = coef + (e * kQ + q) * M;
+        std::copy(c, c + M, cf + (e * kQ + q) * M);
+        if (with_deriv)
+          for (int k = 0; k < R; ++k) {
+            df[(e * kQ + q) * M + 1 + k] = T(k + 1) * c[1 + R + k];
+            df[(e * kQ + q) * M + 1 + R + k] = -T(k + 1) * c[1 + k];
+          }
+      }
+  }
+  return pr;
+}
+
+// Dot products of NO outputs with the basis rows at one vector of samples: v[o] = c[o][0] +
+// sum_k c[o][1+k] b_k (two partial sums per output to shorten the FMA chains).
+template <class T, int RC, int NO>
+inline void dots(const T* const* c, const T* bk, int64_t bs, int R, Vec<T>* v) {
+  const int NB = RC ? 2 * RC : 2 * R;
+  Vec<T> v1[NO];
+  for (int o = 0; o < NO; ++o) {
+    v[o] = vset<T>(c[o][0]);
+    v1[o] = Vec<T>{};
+  }
+  for (int k = 0; k < NB; k += 2) {
+    const Vec<T> b = vload(bk + k * bs);
+    for (int o = 0; o < NO; ++o) v[o] += c[o][1 + k] * b;
+    if (k + 1 < NB) {
+      const Vec<T> b1 = vload(bk + (k + 1) * bs);
+      for (int o = 0; o < NO; ++o) v1[o] += c[o][2 + k] * b1;
+    }
+  }
+  for (int o = 0; o < NO; ++o) v[o] += v1[o];
+}
+
+template <class T> inline Vec<T> vabs(Vec<T> v) {
+  for (int l = 0; l < lanes<T>(); ++l) v[l] = std::fabs(v[l]);  // one andps / andpd
+  return v;
+}
+// |Z| above this marks a lane near a pole: min(pa, pb) < kPole
+template <class T> constexpr T pole_abs_z() { return T(1) - T(2) * pole_threshold<T>(); }
+
+// The Z formula: phi = g(Z) and, when GRAD, gp = g'(Z). Only lanes away from the poles keep these
+// values (|Z| <= pole_abs_z, so no clamp or floor rule is needed there); the others are redone by
+// bloch_measure, which clamps and applies the floor rule. The floors here only keep pole lanes
+// finite (no NaN from roundoff beyond |Z| = 1) until they are replaced.
+template <class T, bool GRAD>
+inline void measure_z(Vec<T> z, Vec<T>& phi, Vec<T>& gp) {
+  const T fl = prob_floor<T>();
+  const Vec<T> pa = T(0.5) + T(0.5) * z, pb = T(0.5) - T(0.5) * z;
+  const Vec<T> fa = pa > fl ? pa : vset<T>(fl), fb = pb > fl ? pb : vset<T>(fl);
+  Vec<T> sa, sb, ra, rb;
+  vsqrt_rsqrt<T, GRAD>(fa, sa, ra);
+  vsqrt_rsqrt<T, GRAD>(fb, sb, rb);
+  phi = sa - sb;
+  if (GRAD) gp = T(0.25) * (ra + rb);
+}
+
+// The Bloch formula (header comment): phi and, when GRAD, d phi / d(Z, X, Y).
+template <class T, bool GRAD>
+inline void bloch_measure(Vec<T> z, Vec<T> x, Vec<T> y, Vec<T>& phi, Vec<T>& gz, Vec<T>& gx, Vec<T>& gy) {
+  const T fl = prob_floor<T>();
+  z = z > T(1) ? vset<T>(1) : z;
+  z = z < T(-1) ? vset<T>(-1) : z;
+  const Vec<T> sgn = z < T(0) ? vset<T>(-1) : vset<T>(1);
+  const Vec<T> big = vsqrt<T>(T(0.5) + T(0.5) * sgn * z);  // >= sqrt(1/2)
+  const Vec<T> r2 = x * x + y * y;
+  const Vec<T> r = vsqrt<T>(r2);
+  const Vec<T> ib = T(1) / big;
+  phi = sgn * (big - T(0.5) * r * ib);
+  if (GRAD) {
+    gz = T(0.25) * ib * (T(1) + T(0.5) * r * ib * ib);
+    const Vec<T> k = r2 > fl ? (T(-0.5) * sgn * ib) / (r2 > fl ? r : vset<T>(1)) : vset<T>(0);
+    gx = k * x;
+    gy = k * y;
+  }
+}
+
+// Forward: tiles (chunk of kChunk samples, block of kOutBlock outputs), chunk-major so consecutive
+// tiles share the chunk's basis. Per vector of samples the kOutBlock dot products share the basis
+// loads; vectors with a lane near a pole are redone with the Bloch formula after the tile's pass.
+template <class T, int RC>
+void fast_forward(const SpectralParams& p, const Prepared<T>& pr) {
+  constexpr int L = lanes<T>(), NV = kChunk / L, OB = kOutBlock;
+  const int64_t B = p.batch, I = p.in_dim, O = p.out_dim, E = O * I, bs = pr.bs;
+  const int R = RC ? RC : p.reps, NB = 2 * R, M = NB + 1;
+  const T* weight = static_cast<const T*>(p.weight);
+  T* y = static_cast<T*>(p.y);
+  const int64_t n_ch = cdiv(B, kChunk), n_ob = cdiv(O, OB);
+#pragma omp parallel for schedule(static) num_threads(p.num_threads)
+  for (int64_t t = 0; t < n_ch * n_ob; ++t) {
+    const int64_t b0 = (t / n_ob) * kChunk, o0 = (t % n_ob) * OB;
+    const int n = static_cast<int>(std::min<int64_t>(kChunk, B - b0));
+    const int no = static_cast<int>(std::min<int64_t>(OB, O - o0));
+    Vec<T> acc[OB][NV];
+    for (int oo = 0; oo < OB; ++oo)
+      for (int v = 0; v < NV; ++v) acc[oo][v] = Vec<T>{};
+    Vec<T> zst[OB][NV];
+    for (int64_t i = 0; i < I; ++i) {
+      const T* c[OB];
+      T w[OB];
+      bool any = false;
+      for (int oo = 0; oo < OB; ++oo) {
+        const int64_t e = oo < no ? (o0 + oo) * I + i : E;  // E: the zero edge
+        c[oo] = pr.cf + e * kQ * M;
+        w[oo] = oo < no ? weight[e] : T(0);
+        any |= w[oo] != T(0);
+      }
+      if (!any) continue;  // pruned edges
+      const T* bk = pr.bt + i * NB * bs + b0;
+      Vec<T> amax{};
+      for (int v = 0; v < NV; ++v) {
+        Vec<T> z[OB];
+        dots<T, RC, OB>(c, bk + v * L, bs, R, z);
+        for (int oo = 0; oo < OB; ++oo) {
+          Vec<T> phi, gp;
+          measure_z<T, false>(z[oo], phi, gp);
+          acc[oo][v] += w[oo] * phi;
+          zst[oo][v] = z[oo];
+          const Vec<T> az = vabs<T>(z[oo]);
+          amax = az > amax ? az : amax;
+        }
+      }
+      if (!(hmax_abs<T>(amax) > pole_abs_z<T>())) continue;
+      // vectors with a lane near a pole: replace the Z formula by the Bloch formula there
+      for (int oo = 0; oo < no; ++oo)
+        for (int v = 0; v < NV && v * L < n; ++v) {
+          const Vec<T> zv = zst[oo][v];
+          const auto pole = vabs<T>(zv) > pole_abs_z<T>();
+          if (!(hmax_abs<T>(pole ? vset<T>(1) : vset<T>(0)) > T(0))) continue;
+          const T* cq[2] = {c[oo] + M, c[oo] + 2 * M};
+          Vec<T> xy[2], phi, phiz, g0, g1, g2;
+          dots<T, RC, 2>(cq, bk + v * L, bs, R, xy);
+          bloch_measure<T, false>(zv, xy[0], xy[1], phi, g0, g1, g2);
+          measure_z<T, false>(zv, phiz, g0);
+          acc[oo][v] += w[oo] * (pole ? phi - phiz : vset<T>(0));
+        }
+    }
+    for (int oo = 0; oo < no; ++oo)
+      for (int j = 0; j < n; ++j) y[(b0 + j) * O + o0 + oo] = acc[oo][j / L][j % L];
+  }
+}
+
+// Backward: work items are (i, block of samples), as in the circuit engine. An item owns
+// grad_x[block, i] outright and writes its per-edge sums (3 x (2R+1) coefficients and the weight)
+// to its block's float64 partial slot; blocks are added in a fixed order. No atomics,
+// deterministic for any thread count. Per block of kOutBlock outputs and kSubBlock samples: pass 1
+// computes dL/dZ per sample (buffered), the weight sums and dL/du; vectors near a pole are redone
+// with the Bloch formula (their X and Y gradients accumulate directly); pass 2 reduces the Z
+// coefficient gradients sum_b dL/dZ * basis as register tiles of kOutBlock x kKGroup vectors.
+template <class T, int RC, bool NEED_X>
+void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
+  constexpr int L = lanes<T>(), OB = kOutBlock, KG = kKGroup, SB = kSubBlock;
+  const int64_t B = p.batch, I = p.in_dim, O = p.out_dim, E = O * I, bs = pr.bs;
+  const int R = RC ? RC : p.reps, NB = 2 * R, M = NB + 1;
+  const T* weight = static_cast<const T*>(p.weight);
+  const T* gy = static_cast<const T*>(p.grad_y);
+  const bool need_c = p.grad_coef, need_w = p.grad_weight;
+
+  std::vector<T>& gyt = scratch<T>(0, (O + 1) * bs, true);  // [O+1][bs]: zero padding and zero row O
+  const int64_t n_ch = cdiv(B, kChunk);
+  const int64_t n_blocks = std::max<int64_t>(1, std::min<int64_t>(n_ch, cdiv(32, I)));
+  const int64_t ch_per_blk = cdiv(n_ch, n_blocks);
+  const int64_t per_edge = kQ * M + 1;  // coefficient sums (Z, X, Y), weight sum
+  std::vector<double>& partial = scratch<double>(6, n_blocks * E * per_edge, true);  // slot 6: T may be double
+  std::vector<T>& dut = scratch<T>(1, NEED_X ? I * bs : 0, true);  // [I][bs] dL/du
+
+#pragma omp parallel num_threads(p.num_threads)
+  {
+#pragma omp for schedule(static)
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t b = 0; b < B; ++b) gyt[o * bs + b] = gy[b * O + o];
+
+    std::vector<Vec<T>> accc(OB * kQ * M + OB);  // coefficient-gradient accumulators [OB][kQ][M], weight [OB]
+    std::vector<T> sums_t(OB * kQ * M + OB);
+    alignas(64) T gzb[OB][SB];
+    alignas(64) T zb[OB][SB];
+    alignas(64) T dzb[OB][SB];
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < I * n_blocks; ++item) {
+      const int64_t i = item / n_blocks, blk = item % n_blocks;
+      const int64_t s_begin = blk * ch_per_blk * kChunk;
+      const int64_t s_end = std::min(B, s_begin + ch_per_blk * kChunk);
+      if (s_begin >= s_end) continue;
+      const T* bki = pr.bt + i * NB * bs;
+      T* dui = NEED_X ? dut.data() + i * bs : nullptr;
+      for (int64_t o0 = 0; o0 < O; o0 += OB) {
+        const int no = static_cast<int>(std::min<int64_t>(OB, O - o0));
+        const T* c[OB];
+        const T* d[OB];
+        const T* g[OB];
+        T w[OB];
+        bool live = false;
+        for (int oo = 0; oo < OB; ++oo) {
+          const int64_t e = oo < no ? (o0 + oo) * I + i : E;
+          c[oo] = pr.cf + e * kQ * M;
+          d[oo] = NEED_X ? pr.df + e * kQ * M : nullptr;
+          g[oo] = gyt.data() + (oo < no ? o0 + oo : O) * bs;
+          w[oo] = oo < no ? weight[e] : T(0);
+          live |= w[oo] != T(0);
+        }
+        if (!live && !need_w) continue;  // pruned edges: no gradient flows
+        // Z coefficient sums always; X and Y only once a pole lane occurs (they are rare)
+        bool xy_live[OB] = {};
+        for (int oo = 0; oo < OB; ++oo)
+          for (int k = 0; k < M; ++k) accc[oo * kQ * M + k] = Vec<T>{};
+        Vec<T> accw[OB];
+        for (int oo = 0; oo < OB; ++oo) accw[oo] = Vec<T>{};
+
+        for (int64_t sb0 = s_begin; sb0 < s_end; sb0 += SB) {
+          const int n = static_cast<int>(std::min<int64_t>(SB, s_end - sb0));
+          const int nv = static_cast<int>(cdiv(n, L));  // whole vectors: padding has dL/dy = 0
+          const T* bk = bki + sb0;
+          Vec<T> amax{};
+          // pass 1: dL/dZ per sample and output, dL/du, weight sums (Z formula)
+          for (int v = 0; v < nv; ++v) {
+            const int j = v * L;
+            Vec<T> z[OB], dz[OB];
+            dots<T, RC, OB>(c, bk + j, bs, R, z);
+            if (NEED_X) dots<T, RC, OB>(d, bk + j, bs, R, dz);
+            Vec<T> du{};
+            for (int oo = 0; oo < OB; ++oo) {
+              Vec<T> phi, gp;
+              measure_z<T, true>(z[oo], phi, gp);
+              const Vec<T> az = vabs<T>(z[oo]);
+              amax = az > amax ? az : amax;
+              const Vec<T> gyv = vload(g[oo] + sb0 + j);
+              // pole lanes: dL/dZ here is 0 (it could be huge), the Bloch pass supplies theirs
+              const Vec<T> gz = az > pole_abs_z<T>() ? vset<T>(0) : (w[oo] * gyv) * gp;
+              vstore(&gzb[oo][j], gz);
+              vstore(&zb[oo][j], z[oo]);
+              if (NEED_X) vstore(&dzb[oo][j], dz[oo]);
+              accw[oo] += gyv * phi;  // pole lanes are corrected by the Bloch pass
+              if (NEED_X) du += gz * dz[oo];
+            }
+            if (NEED_X) vstore(dui + sb0 + j, vload(dui + sb0 + j) + du);
+          }
+          // vectors near a pole: the Bloch formula (dL/dZ goes to the buffer, X and Y directly)
+          if (hmax_abs<T>(amax) > pole_abs_z<T>()) {
+            for (int oo = 0; oo < no; ++oo)
+              for (int v = 0; v < nv; ++v) {
+                const int j = v * L;
+                const Vec<T> zv = vload(&zb[oo][j]);
+                const Vec<T> pole = vabs<T>(zv) > pole_abs_z<T>() ? vset<T>(1) : vset<T>(0);
+                if (!(hmax_abs<T>(pole) > T(0))) continue;
+                const T* cq[2] = {c[oo] + M, c[oo] + 2 * M};
+                Vec<T> xy[2], phi, phiz, gpz, gq[kQ];
+                dots<T, RC, 2>(cq, bk + j, bs, R, xy);
+                bloch_measure<T, true>(zv, xy[0], xy[1], phi, gq[0], gq[1], gq[2]);
+                measure_z<T, false>(zv, phiz, gpz);
+                const Vec<T> gyv = vload(g[oo] + sb0 + j);
+                const Vec<T> sc = (w[oo] * gyv) * pole;  // only the pole lanes
+                for (int q = 0; q < kQ; ++q) gq[q] *= sc;
+                accw[oo] += gyv * (phi - phiz) * pole;
+                vstore(&gzb[oo][j], vload(&gzb[oo][j]) + gq[0]);
+                if (need_c && !xy_live[oo]) {
+                  xy_live[oo] = true;
+                  for (int k = M; k < kQ * M; ++k) accc[oo * kQ * M + k] = Vec<T>{};
+                }
+                if (need_c)
+                  for (int q = 1; q < kQ; ++q) {
+                    Vec<T>* a = &accc[(oo * kQ + q) * M];
+                    a[0] += gq[q];
+                    for (int k = 0; k < NB; ++k) a[1 + k] += gq[q] * vload(bk + k * bs + j);
+                  }
+                if (NEED_X) {
+                  const T* dq[2] = {d[oo] + M, d[oo] + 2 * M};
+                  Vec<T> dv[2];
+                  dots<T, RC, 2>(dq, bk + j, bs, R, dv);
+                  const Vec<T> du = gq[0] * vload(&dzb[oo][j]) + gq[1] * dv[0] + gq[2] * dv[1];
+                  vstore(dui + sb0 + j, vload(dui + sb0 + j) + du);
+                }
+              }
+          }
+          // pass 2: Z coefficient gradients, tiles of OB outputs x KG coefficients
+          if (need_c) {
+            for (int oo = 0; oo < OB; ++oo) {
+              Vec<T> s{};
+              for (int v = 0; v < nv; ++v) s += vload(&gzb[oo][v * L]);
+              accc[oo * kQ * M] += s;
+            }
+            for (int k0 = 0; k0 < NB; k0 += KG) {
+              const int kn = std::min(KG, NB - k0);
+              Vec<T> t[OB][KG];
+              for (int oo = 0; oo < OB; ++oo)
+                for (int kk = 0; kk < KG; ++kk) t[oo][kk] = Vec<T>{};
+              if (kn == KG) {
+                for (int v = 0; v < nv; ++v) {
+                  Vec<T> bv[KG], gv[OB];
+                  for (int kk = 0; kk < KG; ++kk) bv[kk] = vload(bk + (k0 + kk) * bs + v * L);
+                  for (int oo = 0; oo < OB; ++oo) gv[oo] = vload(&gzb[oo][v * L]);
+                  for (int oo = 0; oo < OB; ++oo)
+                    for (int kk = 0; kk < KG; ++kk) t[oo][kk] += gv[oo] * bv[kk];
+                }
+              } else {
+                for (int v = 0; v < nv; ++v)
+                  for (int kk = 0; kk < kn; ++kk) {
+                    const Vec<T> bv = vload(bk + (k0 + kk) * bs + v * L);
+                    for (int oo = 0; oo < OB; ++oo) t[oo][kk] += vload(&gzb[oo][v * L]) * bv;
+                  }
+              }
+              for (int oo = 0; oo < OB; ++oo)
+                for (int kk = 0; kk < kn; ++kk) accc[oo * kQ * M + 1 + k0 + kk] += t[oo][kk];
+            }
+          }
+        }
+        // lane sums of the accumulators: [OB][kQ][M] coefficient sums, then [OB] weight sums
+        for (int oo = 0; oo < OB; ++oo) {
+          if (!xy_live[oo])
+            for (int k = M; k < kQ * M; ++k) accc[oo * kQ * M + k] = Vec<T>{};
+          accc[OB * kQ * M + oo] = accw[oo];
+        }
+        reduce_lanes<T>(accc.data(), OB * kQ * M + OB, sums_t.data());
+        for (int oo = 0; oo < no; ++oo) {
+          double* dst = partial.data() + (blk * E + (o0 + oo) * I + i) * per_edge;
+          for (int k = 0; k < kQ * M; ++k) dst[k] = double(sums_t[oo * kQ * M + k]);
+          dst[kQ * M] = double(sums_t[OB * kQ * M + oo]);
+        }
+      }
+    }
+
+    // fixed-order sum over blocks, then scatter to the output layouts
+    std::vector<double> sums(per_edge);
+#pragma omp for schedule(static)
+    for (int64_t e = 0; e < E; ++e) {
+      std::fill(sums.begin(), sums.end(), 0.0);
+      for (int64_t blk = 0; blk < n_blocks; ++blk) {
+        const double* src = partial.data() + (blk * E + e) * per_edge;
+        for (int64_t k = 0; k < per_edge; ++k) sums[k] += src[k];
+      }
+      if (need_c)
+        for (int k = 0; k < kQ * M; ++k) static_cast<T*>(p.grad_coef)[e * kQ * M + k] = static_cast<T>(sums[k]);
+      if (need_w) static_cast<T*>(p.grad_weight)[e] = static_cast<T>(sums[kQ * M]);
+    }
+    if (NEED_X) {
+      T* gx = static_cast<T*>(p.grad_x);
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < I; ++i)
+          gx[b * I + i] = dut[i * bs + b] * (p.px ? pr.slope[i * bs + b] : T(1));
+    }
+  }
+}
+
+// --------------------------------------------------------------------------------------------
+// entry: dtype, ansatz and R become compile-time constants here
+
+enum class Mode { kCoef, kCoefBackward, kBasis, kBasisBackward, kForward, kBackward };
+
+template <class F>
+void dispatch_reps(int R, F&& f) {
+  static_assert(kMaxStaticReps == 8, "dispatch_reps lists 1..kMaxStaticReps");
+  switch (R) {
+    case 1: f(std::integral_constant<int, 1>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    case 5: f(std::integral_constant<int, 5>{}); break;
+    case 6: f(std::integral_constant<int, 6>{}); break;
+    case 7: f(std::integral_constant<int, 7>{}); break;
+    case 8: f(std::integral_constant<int, 8>{}); break;
+    default: f(std::integral_constant<int, 0>{}); break;
+  }
+}
+
+template <class T>
+void run_typed(const SpectralParams& p, Mode mode) {
+  switch (mode) {
+    case Mode::kCoef:
+      dispatch_ansatz(p.ansatz, [&](auto tag) { sampler_forward<T, decltype(tag)::value>(p); });
+      return;
+    case Mode::kCoefBackward:
+      dispatch_ansatz(p.ansatz, [&](auto tag) { sampler_backward<T, decltype(tag)::value>(p); });
+      return;
+    case Mode::kBasis: basis_forward<T>(p); return;
+    case Mode::kBasisBackward: basis_backward<T>(p); return;
+    case Mode::kForward: {
+      const Prepared<T> pr = prepare<T>(p, false, false);
+      dispatch_reps(p.reps, [&](auto rc) { fast_forward<T, decltype(rc)::value>(p, pr); });
+      return;
+    }
+    case Mode::kBackward: {
+      const bool need_x = p.grad_x;
+      if (!need_x && !p.grad_coef && !p.grad_weight) return;
+      const Prepared<T> pr = prepare<T>(p, need_x && p.px, need_x);
+      dispatch_reps(p.reps, [&](auto rc) {
+        constexpr int RC = decltype(rc)::value;
+        if (need_x)
+          fast_backward<T, RC, true>(p, pr);
+        else
+          fast_backward<T, RC, false>(p, pr);
+      });
+      return;
+    }
+  }
+}
+
+inline void run(const SpectralParams& p, Mode mode) {
+  if (p.dtype == kFloat64)
+    run_typed<double>(p, mode);
+  else
+    run_typed<float>(p, mode);
+}
+
+}  // namespace spec
+}  // namespace QKF_ISA_NS
+}  // namespace qkan_fast

@@ -1,0 +1,501 @@
+"""The spectral engine: exact Fourier evaluation of DARUAN layers (SPEC.md section 4).
+
+When the encoding weights are frozen at 1, each repetition's data gate turns by the same angle u
+(u = x for pz, rpz, real, mix; u = arccos(x) for px), so every edge's Born value is a
+trigonometric polynomial of degree R in u:
+
+    Z_oi(u) = C[o,i,0] + sum_{k=1..R} C[o,i,k] cos(ku) + C[o,i,R+k] sin(ku)
+
+and so are the other Bloch components X + iY = 2 conj(alpha) beta of the final state.
+
+Coefficients (`spectral_coef`, csrc/cpu/spectral_kernels.h): the circuit of every edge at the
+2R+1 angles u_m = 2 pi m / (2R+1), run by daruan.h's gate code with one edge per SIMD lane, and a
+(2R+1) x (2R+1) DFT; the backward is an adjoint sweep per sample angle (gradients to theta and,
+for rpz, whose data gate turns by u + b, to preacts_bias). px is sampled in the angle itself:
+RX(u) = S^dag RY(u) S with S the phase gate of pi/2, which commutes with the RZ gates, so px at
+angle u is, up to a global phase, the mix circuit with theta'[l] = (theta[l, 0], 0) except
+theta'[0, 0] += pi/2 and theta'[R, 0] -= pi/2 (`mix_form_of_px`); feeding arccos(cos u_m) instead
+would fold u > pi back onto 2 pi - u and give wrong coefficients. The coefficients cost
+O(O I R^2); the Born path makes them in the layer's dtype, the fast measure samples in float64
+and rounds to the layer's dtype (see layer(); the backward runs in the layer's dtype).
+
+Layers (y = sum_i W[o,i] phi_oi(x[b,i]), W = postact_weights * mask; ops.qkan_layer adds the
+postact bias and base terms):
+- Born (phi = Z): y = Phi @ C'^T + sum_i C'[:, i, 0], Phi[b, (i, k)] = (cos ku, sin ku) of u[b,i]
+  (built once per (b, i) by `spectral_basis`), C' = C * W: one GEMM (B, 2RI) x (2RI, O) on torch's
+  BLAS; the gradients are two more GEMMs, the basis backward and the coefficient backward.
+- fast measure (phi = |alpha| - |beta| = sqrt((1+Z)/2) - sqrt((1-Z)/2)): a fused CPU kernel
+  (`spectral_fast_layer`) that never materialises (B, O, I), with its own backward. Near a pole
+  (|alpha| or |beta| -> 0) that formula is ill-conditioned (float32 gradients would lose up to
+  eps/|beta|^2 relative), so there the kernel uses |small| = sqrt(X^2 + Y^2) / (2 |big|), which is
+  as accurate as the circuit engine; see the kernel header for the floor rule and its costs.
+
+Applies when preact_trainable=False (for rpz also: the stored preacts_weight equals 1 everywhere
+and does not require grad) and the dtype is float32 or float64. Elsewhere (trainable encodings,
+rpz with w != 1, px with encodings, which read biases) the circuit engine is exact and this
+engine raises a ValueError when asked for by name. Grouped parameters (group=g) work (the
+coefficients are computed per set). The postacts entry points (plots, pruning) always use the
+circuit engine. On devices other than the CPU the engine runs as plain torch ops (coefficients by
+the reference simulator, the Born GEMM as above, the fast measure materialising (B, O, I) with the
+Z formula only); untested on a GPU here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from . import _C, ops
+
+_DTYPE_CODES = {torch.float32: 0, torch.float64: 1}
+_DFT_CACHE: dict = {}
+
+
+def n_coef(reps: int) -> int:
+    return 2 * reps + 1
+
+
+def sample_angles(reps: int) -> list:
+    """The 2R+1 angles u_m = 2 pi m / (2R+1) at which the circuit is sampled."""
+    m = n_coef(reps)
+    return [2.0 * math.pi * j / m for j in range(m)]
+
+
+def dft_matrix(reps: int, dtype: torch.dtype, device) -> Tensor:
+    """D (2R+1, 2R+1) with C[..., k] = sum_m D[k, m] z(u_m), rows: 1, cos ku (k=1..R), sin ku."""
+    key = (reps, dtype, str(device))
+    d = _DFT_CACHE.get(key)
+    if d is None:
+        m = n_coef(reps)
+        u = torch.tensor(sample_angles(reps), dtype=torch.float64)
+        k = torch.arange(1, reps + 1, dtype=torch.float64)[:, None]
+        d = torch.cat([torch.full((1, m), 1.0 / m, dtype=torch.float64), (2.0 / m) * torch.cos(k * u),
+                       (2.0 / m) * torch.sin(k * u)])
+        d = d.to(dtype=dtype, device=device)
+        _DFT_CACHE[key] = d
+    return d
+
+
+# --------------------------------------------------------------------------------------------
+# where the engine applies
+
+
+def unsupported_reason(ansatz: str, preact_trainable: bool, preacts_weight: Tensor, dtype: torch.dtype) -> Optional[str]:
+    """None when SPEC.md section 4 applies to this layer, else why not (for the error message)."""
+    if dtype not in _DTYPE_CODES:
+        return f"the spectral engine runs float32 and float64 layers, got {dtype}"
+    if preact_trainable:
+        return (
+            "the spectral engine needs encoding weights frozen at 1 (SPEC.md section 4), but "
+            "preact_trainable=True makes every repetition's angle w*x + b trainable (and px reads its "
+            "biases then); use engine='circuit' or 'auto' for this layer"
+        )
+    if ansatz == "rpz":
+        if preacts_weight.requires_grad and torch.is_grad_enabled():
+            return (
+                "ansatz 'rpz' encodes w*x + b and its preacts_weight requires grad: the spectral engine "
+                "cannot give a gradient for w; freeze it (requires_grad_(False)) or use engine='circuit'"
+            )
+        if not torch.compiler.is_compiling() and not bool((preacts_weight == 1).all()):
+            return (
+                "ansatz 'rpz' encodes w*x + b with its stored preacts_weight, which is not 1 everywhere "
+                "(e.g. loaded from a checkpoint): the repetitions then turn by different angles and the "
+                "spectral identity does not hold; use engine='circuit' or 'auto'"
+            )
+    return None
+
+
+def applies(ansatz: str, preact_trainable: bool, preacts_weight: Tensor, dtype: torch.dtype) -> bool:
+    return unsupported_reason(ansatz, preact_trainable, preacts_weight, dtype) is None
+
+
+# engine="auto" picks the spectral engine where it applies and was measured faster than the circuit
+# engine. Measurements (bench/spectral_vs_circuit.py, bench/results/spectral_cpu.json, and a sweep
+# over ansatz x (B, I, O) x R in {1..8} x measure x theta distribution; CPU time of one thread,
+# AMD EPYC Zen 4 with AVX-512, torch 2.13, float32), forward+backward speedup circuit/spectral:
+# - B*I*O >= 2^17 edge-samples and O >= 8: 1.2x-7x for pz, rpz, mix and px, both measures, every R
+#   (Born 1.5x-7x; fast measure 2x-6x at initialisation, 1.3x-3.6x with theta ~ N(0, 1), where the
+#   pole treatment runs for a few per cent of the samples);
+# - smaller layers: 0.6x-1.3x (the spectral path has ~100-200 us more fixed cost per call: more
+#   custom ops and small tensor ops around them); very narrow layers (O <= 4, any B): 0.6x-1.1x
+#   (the per-input basis is shared by too few outputs);
+# - `real` with the fast measure: 0.9x-1.4x (its real amplitudes cross zero, so most vectors of
+#   samples take the pole path).
+# Grouped parameters stay on the circuit engine (it already computes phi once per (b, i)); other
+# devices too (no fused fast-measure kernel there yet, and no measurements).
+AUTO_MIN_EDGE_SAMPLES = 2**17
+AUTO_MIN_OUT = 8
+
+
+def prefer(x: Tensor, theta: Tensor, preacts_weight: Tensor, *, ansatz: str, reps: int, fast_measure: bool,
+           preact_trainable: bool) -> bool:
+    """engine='auto': True where the spectral engine applies and is measured faster (comment above)."""
+    if x.device.type != "cpu" or theta.dim() != 4 or x.dim() != 2:
+        return False
+    out_dim = theta.shape[0]
+    if x.shape[0] * x.shape[1] * out_dim < AUTO_MIN_EDGE_SAMPLES or out_dim < AUTO_MIN_OUT:
+        return False
+    if fast_measure and ansatz == "real":
+        return False
+    if torch.compiler.is_compiling() and ansatz == "rpz":
+        return False  # the w == 1 check would be data-dependent
+    return applies(ansatz, preact_trainable, preacts_weight, x.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# coefficients
+
+
+def _params(x: Tensor, reps: int, px: bool, out_dim: int = 0):
+    p = _C.SpectralParams()
+    p.batch, p.in_dim = x.shape
+    p.out_dim = out_dim
+    p.reps = reps
+    p.px = px
+    p.dtype = _DTYPE_CODES[x.dtype]
+    p.x = x.data_ptr()
+    p.num_threads = torch.get_num_threads()
+    return p
+
+
+def _coef_params(theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int):
+    p = _C.SpectralParams()
+    p.out_dim, p.in_dim = theta.shape[:2]
+    p.reps, p.ansatz, p.nq = reps, ansatz, nq
+    p.dtype = _DTYPE_CODES[theta.dtype]
+    p.theta = theta.data_ptr()
+    if pre_b.numel():
+        p.pre_b = pre_b.data_ptr()
+    p.num_threads = torch.get_num_threads()
+    return p
+
+
+def _coef_reference(theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int) -> Tensor:
+    """Other devices: the samples by the reference simulator (torch ops), then the DFT."""
+    from . import reference
+
+    name = ops.ANSATZE[ansatz]
+    m = n_coef(reps)
+    u = torch.tensor(sample_angles(reps), dtype=theta.dtype, device=theta.device)
+    xs = u[:, None].expand(m, theta.shape[1])
+    enc = name == "rpz"
+    ones = torch.ones_like(pre_b) if enc else None
+    alpha, beta = reference.amplitudes(xs, theta, ones, pre_b if enc else None, ansatz=name, reps=reps,
+                                       preact_trainable=False)  # [2R+1, O, I]
+    comps = [alpha.abs() ** 2 - beta.abs() ** 2]
+    if nq == 3:
+        ab = 2 * alpha.conj() * beta
+        comps += [ab.real, ab.imag]
+    v = torch.stack(comps, dim=-1).to(theta.dtype)  # [2R+1, O, I, nq]
+    return torch.einsum("km,moiq->oiqk", dft_matrix(reps, theta.dtype, theta.device), v).contiguous()
+
+
+@torch.library.custom_op("qkan_fast::spectral_coef", mutates_args=())
+def spectral_coef(theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int, exact: bool) -> Tensor:
+    """Fourier coefficients [O, I, nq, 2R+1] of every edge's Bloch components Z (, X, Y) as
+    functions of the data angle u; rows 1, cos ku (k = 1..R), sin ku. theta [O, I, Rt, P];
+    pre_b [O, I, R] (rpz: e = u + b) or empty. px is passed in as its mix form (mix_form_of_px).
+    exact: sample in float64 and round to theta's dtype (the backward stays in theta's dtype)."""
+    theta, pre_b = theta.contiguous(), pre_b.contiguous()
+    if exact and theta.dtype != torch.float64:
+        return spectral_coef(theta.double(), pre_b.double(), ansatz, reps, nq, False).to(theta.dtype)
+    if theta.device.type != "cpu":
+        return _coef_reference(theta, pre_b, ansatz, reps, nq)
+    out = theta.new_empty(theta.shape[0], theta.shape[1], nq, n_coef(reps))
+    p = _coef_params(theta, pre_b, ansatz, reps, nq)
+    p.coef_out = out.data_ptr()
+    _C.spectral_coef_cpu(p)
+    return out
+
+
+@spectral_coef.register_fake
+def _(theta, pre_b, ansatz, reps, nq, exact):
+    return theta.new_empty(theta.shape[0], theta.shape[1], nq, n_coef(reps))
+
+
+@torch.library.custom_op("qkan_fast::spectral_coef_backward", mutates_args=())
+def spectral_coef_backward(
+    grad: Tensor, theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int, need_b: bool
+) -> tuple[Tensor, Tensor]:
+    """(grad_theta, grad_pre_b) of spectral_coef; grad_pre_b is empty unless need_b."""
+    grad, theta, pre_b = grad.contiguous(), theta.contiguous(), pre_b.contiguous()
+    if theta.device.type != "cpu":
+        with torch.enable_grad():
+            th = theta.detach().requires_grad_()
+            b = pre_b.detach().requires_grad_(need_b)
+            c = _coef_reference(th, b, ansatz, reps, nq)
+            gs = torch.autograd.grad(c, [th, b] if need_b else [th], grad)
+        return gs[0], (gs[1] if need_b else theta.new_empty(0))
+    gtheta = torch.empty_like(theta)
+    gb = torch.empty_like(pre_b) if need_b else theta.new_empty(0)
+    p = _coef_params(theta, pre_b, ansatz, reps, nq)
+    p.grad_coef_in = grad.data_ptr()
+    p.grad_theta = gtheta.data_ptr()
+    if need_b:
+        p.grad_pre_b = gb.data_ptr()
+    _C.spectral_coef_backward_cpu(p)
+    return gtheta, gb
+
+
+@spectral_coef_backward.register_fake
+def _(grad, theta, pre_b, ansatz, reps, nq, need_b):
+    return torch.empty_like(theta), (torch.empty_like(pre_b) if need_b else theta.new_empty(0))
+
+
+def _coef_setup_context(ctx, inputs, output):
+    theta, pre_b, ansatz, reps, nq, exact = inputs
+    ctx.save_for_backward(theta, pre_b)
+    ctx.config = (ansatz, reps, nq)
+
+
+def _coef_backward(ctx, grad):
+    theta, pre_b = ctx.saved_tensors
+    need_b = bool(ctx.needs_input_grad[1]) and pre_b.numel() > 0
+    if not (ctx.needs_input_grad[0] or need_b):
+        return None, None, None, None, None, None
+    gtheta, gb = spectral_coef_backward(grad, theta, pre_b, *ctx.config, need_b)
+    return (gtheta if ctx.needs_input_grad[0] else None), (gb if need_b else None), None, None, None, None
+
+
+spectral_coef.register_autograd(_coef_backward, setup_context=_coef_setup_context)
+
+
+def mix_form_of_px(theta: Tensor) -> Tensor:
+    """px theta [..., R+1, 1] -> the mix theta [..., R+1, 2] with the same state up to a global phase
+    at every data angle u (module docstring): RX(u) = S^dag RY(u) S, S = phase gate of pi/2, which
+    commutes with the RZ gates: row 0 gets +pi/2, row R gets -pi/2, the RX column is 0."""
+    col0 = theta[..., 0]
+    shift = torch.zeros(col0.shape[-1], dtype=theta.dtype, device=theta.device)
+    shift[0] += math.pi / 2
+    shift[-1] -= math.pi / 2
+    return torch.stack([col0 + shift, torch.zeros_like(col0)], dim=-1)
+
+
+def coefficients(
+    theta: Tensor,  # [O, I, Rt, P] or grouped [g, Rt, P]
+    preacts_bias: Tensor,  # [O, I, R] or [g, R] (read for rpz only)
+    *,
+    ansatz: str,
+    reps: int,
+    in_dim: int,
+    dtype: Optional[torch.dtype] = None,
+    bloch: bool = False,
+    exact: bool = False,
+) -> Tensor:  # [O, I, 2R+1], or [O, I, 3, 2R+1] (Z, X, Y) with bloch; O = 1 for grouped parameters
+    """The Fourier coefficients of every edge's Born value Z (and X, Y with bloch) in the data
+    angle, differentiable in theta and (rpz) preacts_bias; in `dtype` (default theta's), sampled in
+    float64 and rounded when exact (the backward stays in `dtype`)."""
+    ansatz = ops.canonical_ansatz(ansatz)
+    dtype = dtype or theta.dtype
+    theta = ops.expand_group(theta, 0, in_dim, 4).to(dtype)
+    code = ops.ANSATZ_CODES[ansatz]
+    if ansatz == "px":
+        theta, code = mix_form_of_px(theta), ops.ANSATZ_CODES["mix"]
+    if ansatz == "rpz":
+        b = ops.expand_group(preacts_bias, 0, in_dim, 3).to(dtype)
+        b = b.expand(theta.shape[0], in_dim, reps)
+    else:
+        b = theta.new_empty(0)
+    c = spectral_coef(theta, b, code, reps, 3 if bloch else 1, exact)
+    return c if bloch else c[:, :, 0]
+
+
+# --------------------------------------------------------------------------------------------
+# custom ops: the basis and the fused fast-measure layer
+
+
+def _basis_torch(x: Tensor, reps: int, px: bool) -> Tensor:
+    u = torch.arccos(x.clamp(-1, 1)) if px else x
+    ku = u[..., None] * torch.arange(1, reps + 1, dtype=x.dtype, device=x.device)
+    return torch.cat([torch.cos(ku), torch.sin(ku)], dim=-1)
+
+
+def _slope_torch(x: Tensor, px: bool) -> Tensor:
+    """du/dx with the circuit engine's floor (daruan.h data_angle_slope)."""
+    if not px:
+        return torch.ones_like(x)
+    xc = x.clamp(-1, 1)
+    r = 2 * torch.sqrt(0.5 * (1 + xc)) * torch.sqrt(0.5 * (1 - xc))
+    return -1 / r.clamp_min(1e-6 if x.dtype == torch.float32 else 1e-12)
+
+
+@torch.library.custom_op("qkan_fast::spectral_basis", mutates_args=())
+def spectral_basis(x: Tensor, reps: int, px: bool) -> Tensor:
+    """[B, I] -> [B, I, 2R]: cos(ku) for k = 1..R, then sin(ku); u = x, or arccos(x) for px."""
+    x = x.contiguous()
+    if x.device.type != "cpu":
+        return _basis_torch(x, reps, px)
+    out = x.new_empty(x.shape[0], x.shape[1], 2 * reps)
+    p = _params(x, reps, px)
+    p.basis = out.data_ptr()
+    _C.spectral_basis_cpu(p)
+    return out
+
+
+@spectral_basis.register_fake
+def _(x, reps, px):
+    return x.new_empty(x.shape[0], x.shape[1], 2 * reps)
+
+
+@torch.library.custom_op("qkan_fast::spectral_basis_backward", mutates_args=())
+def spectral_basis_backward(grad: Tensor, x: Tensor, reps: int, px: bool) -> Tensor:
+    """grad_x [B, I] from grad_basis [B, I, 2R] (px: times du/dx, floored as the circuit engine)."""
+    grad, x = grad.contiguous(), x.contiguous()
+    if x.device.type != "cpu":
+        u = torch.arccos(x.clamp(-1, 1)) if px else x
+        k = torch.arange(1, reps + 1, dtype=x.dtype, device=x.device)
+        ku = u[..., None] * k
+        du = (k * (grad[..., reps:] * torch.cos(ku) - grad[..., :reps] * torch.sin(ku))).sum(-1)
+        return du * _slope_torch(x, px)
+    gx = torch.empty_like(x)
+    p = _params(x, reps, px)
+    p.grad_basis = grad.data_ptr()
+    p.grad_x = gx.data_ptr()
+    _C.spectral_basis_backward_cpu(p)
+    return gx
+
+
+@spectral_basis_backward.register_fake
+def _(grad, x, reps, px):
+    return torch.empty_like(x)
+
+
+def _basis_setup_context(ctx, inputs, output):
+    x, reps, px = inputs
+    ctx.save_for_backward(x)
+    ctx.config = (reps, px)
+
+
+def _basis_backward(ctx, grad):
+    (x,) = ctx.saved_tensors
+    if not ctx.needs_input_grad[0]:
+        return None, None, None
+    return spectral_basis_backward(grad, x, *ctx.config), None, None
+
+
+spectral_basis.register_autograd(_basis_backward, setup_context=_basis_setup_context)
+
+
+@torch.library.custom_op("qkan_fast::spectral_fast_layer", mutates_args=())
+def spectral_fast_layer(x: Tensor, coef: Tensor, weight: Tensor, reps: int, px: bool) -> Tensor:
+    """y[b,o] = sum_i weight[o,i] * g(Z_oi(u[b,i])), g(Z) = sqrt((1+Z)/2) - sqrt((1-Z)/2), fused
+    (no [B, O, I] tensor). x [B, I]; coef [O, I, 3, 2R+1], the components Z, X, Y (X and
+    Y serve lanes near a pole, see csrc/cpu/spectral_kernels.h); weight [O, I]. CPU only."""
+    x, coef, weight = x.contiguous(), coef.contiguous(), weight.contiguous()
+    y = x.new_empty(x.shape[0], weight.shape[0])
+    p = _params(x, reps, px, weight.shape[0])
+    p.coef, p.weight, p.y = coef.data_ptr(), weight.data_ptr(), y.data_ptr()
+    _C.spectral_fast_forward_cpu(p)
+    return y
+
+
+@spectral_fast_layer.register_fake
+def _(x, coef, weight, reps, px):
+    return x.new_empty(x.shape[0], weight.shape[0])
+
+
+@torch.library.custom_op("qkan_fast::spectral_fast_backward", mutates_args=())
+def spectral_fast_backward(
+    grad_y: Tensor, x: Tensor, coef: Tensor, weight: Tensor, reps: int, px: bool, needs: Sequence[bool]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(grad_x, grad_coef, grad_weight); a gradient not asked for is an empty tensor."""
+    grad_y, x, coef, weight = grad_y.contiguous(), x.contiguous(), coef.contiguous(), weight.contiguous()
+    outs = [torch.empty_like(t) if n else t.new_empty(0) for t, n in zip((x, coef, weight), needs)]
+    p = _params(x, reps, px, weight.shape[0])
+    p.coef, p.weight, p.grad_y = coef.data_ptr(), weight.data_ptr(), grad_y.data_ptr()
+    p.grad_x, p.grad_coef, p.grad_weight = (o.data_ptr() if n else 0 for o, n in zip(outs, needs))
+    if any(needs):
+        _C.spectral_fast_backward_cpu(p)
+    return tuple(outs)
+
+
+@spectral_fast_backward.register_fake
+def _(grad_y, x, coef, weight, reps, px, needs):
+    return tuple(torch.empty_like(t) if n else t.new_empty(0) for t, n in zip((x, coef, weight), needs))
+
+
+def _fast_setup_context(ctx, inputs, output):
+    x, coef, weight, reps, px = inputs
+    ctx.save_for_backward(x, coef, weight)  # nothing of size B*O*I
+    ctx.config = (reps, px)
+
+
+def _fast_backward(ctx, grad_y):
+    x, coef, weight = ctx.saved_tensors
+    needs = list(ctx.needs_input_grad[:3])
+    outs = spectral_fast_backward(grad_y, x, coef, weight, *ctx.config, needs)
+    return (*(g if n else None for g, n in zip(outs, needs)), None, None)
+
+
+spectral_fast_layer.register_autograd(_fast_backward, setup_context=_fast_setup_context)
+
+
+def fast_measure_torch(z: Tensor) -> Tensor:
+    """g(z) = sqrt((1+z)/2) - sqrt((1-z)/2) in torch ops, with the kernel's rules: z clamped to
+    [-1, 1] straight-through, and a vanished amplitude (p <= floor) contributing gradient 0."""
+    zc = z + (z.clamp(-1, 1) - z).detach()
+    fl = 1e-30 if z.dtype == torch.float32 else 1e-300
+    return torch.sqrt((0.5 + 0.5 * zc).clamp_min(fl)) - torch.sqrt((0.5 - 0.5 * zc).clamp_min(fl))
+
+
+def fast_layer_torch(x: Tensor, coef: Tensor, weight: Tensor, reps: int, px: bool) -> Tensor:
+    """The fast-measure layer in plain torch ops (materialises [B, O, I]; the Z formula only, without
+    the kernel's pole treatment): other devices. coef [O, I, 2R+1]."""
+    phi_basis = spectral_basis(x, reps, px)  # [B, I, 2R]
+    c = coef.to(x.dtype)
+    z = c[..., 0] + torch.einsum("bik,oik->boi", phi_basis, c[..., 1:])
+    return torch.einsum("boi,oi->bo", fast_measure_torch(z), weight)
+
+
+# --------------------------------------------------------------------------------------------
+# the layer
+
+
+def layer(
+    x: Tensor,  # [B, I]
+    theta: Tensor,  # [O, I, Rt, P] or grouped [g, Rt, P]
+    preacts_weight: Tensor,  # [O, I, R] or [g, R]
+    preacts_bias: Tensor,  # [O, I, R] or [g, R]
+    weight: Tensor,  # [O, I]  postact weight * mask
+    *,
+    ansatz: str,
+    reps: int,
+    fast_measure: bool,
+    preact_trainable: bool,
+) -> Tensor:  # [B, O]
+    """y[b,o] = sum_i weight[o,i] * phi_oi(x[b,i]) by the spectral engine; ValueError where it
+    does not apply (see unsupported_reason)."""
+    ansatz = ops.canonical_ansatz(ansatz)
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"x must have shape (batch, in_dim), got {got}")
+    reason = unsupported_reason(ansatz, preact_trainable, preacts_weight, x.dtype)
+    if reason is not None:
+        raise ValueError(f"engine='spectral' does not apply to this layer: {reason}")
+    in_dim = x.shape[1]
+    out_dim = weight.shape[0]
+    # the circuit engine's checks (shapes, dtypes, devices, sizes, px domain) on the per-edge view
+    ops.check_circuit_inputs(
+        x, ops.expand_group(theta, 0, in_dim, 4), ops.expand_group(preacts_weight, 0, in_dim, 3),
+        ops.expand_group(preacts_bias, 0, in_dim, 3), ansatz=ansatz, reps=reps, encode=False,
+    )
+    px = ansatz == "px"
+    x = x.contiguous()
+    if fast_measure and x.device.type == "cpu":
+        # coefficients sampled in float64 and rounded (exact=True): near a pole the kernel's Bloch
+        # formula divides by r = 2 |alpha| |beta|, and a float32 sampler's coefficient error (~20 ulp
+        # at R = 8) would then dominate the x gradient; rounded float64 ones make the spectral engine
+        # as accurate as the circuit engine there. Only the forward sampling runs in float64.
+        coef = coefficients(theta, preacts_bias, ansatz=ansatz, reps=reps, in_dim=in_dim, dtype=x.dtype,
+                            bloch=True, exact=True)
+        coef = coef.expand(out_dim, in_dim, *coef.shape[2:]).contiguous()
+        return spectral_fast_layer(x, coef, weight.contiguous(), reps, px)
+    coef = coefficients(theta, preacts_bias, ansatz=ansatz, reps=reps, in_dim=in_dim, dtype=x.dtype)
+    if fast_measure:
+        return fast_layer_torch(x, coef.expand(out_dim, in_dim, coef.shape[2]), weight, reps, px)
+    cw = coef * weight[..., None]  # [O, I, 2R+1]: pw and mask folded in
+    phi = spectral_basis(x, reps, px).reshape(x.shape[0], -1)  # [B, I*2R]
+    return torch.addmm(cw[..., 0].sum(dim=1), phi, cw[..., 1:].reshape(out_dim, -1).t())
