@@ -248,5 +248,24 @@ def _bench_run(args: argparse.Namespace) -> int:
     return 0
 
 
+
+# ------------------------------------------------------------------------------------------------
+# demo (the project's main job; lives in demo.py)
+
+
+@command("demo", help="train QKAN-LSTM, HQKAN-LSTM and LSTMs on the pendulum and Bessel-J2 series")
+def _demo_args(parser: argparse.ArgumentParser) -> None:
+    from . import demo
+
+    demo.configure_parser(parser)
+
+
+@_demo_args.runner
+def _demo_run(args: argparse.Namespace) -> int:
+    from . import demo
+
+    return demo.main(args)
+
+
 if __name__ == "__main__":
     sys.exit(main())
