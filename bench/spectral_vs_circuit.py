@@ -116,8 +116,22 @@ def bench_case(spec, circ, x, gy, repeats, clock):
             "circuit_ms": mc * 1e3,
             "speedup": mc / ms,
             "speedup_pairs_median": statistics.median(c / s for s, c in zip(ts, tc)),
+            # minima: the least disturbed run of each engine (robust to descheduling on a busy machine)
+            "spectral_min_ms": min(ts) * 1e3,
+            "circuit_min_ms": min(tc) * 1e3,
+            "speedup_min": min(tc) / min(ts),
         }
     return res
+
+
+def _cpu_model():
+    """model name / family / model from /proc/cpuinfo (first CPU), or None."""
+    try:
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+        fields = dict((k.strip(), v.strip()) for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line))
+        return {k: fields.get(k) for k in ("model name", "cpu family", "model")}
+    except OSError:
+        return None
 
 
 def git_commit():
@@ -139,9 +153,11 @@ def main():
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "spectral_cpu.json"))
     args = ap.parse_args()
 
+    load0 = os.getloadavg()
     records = []
     print(f"{'wl':3} {'measure':5} {'dist':4} | {'fwd spec':>9} {'circ':>9} {'x':>5} | "
-          f"{'fb spec':>9} {'circ':>9} {'x':>5} | {'1T cpu f x':>10} {'fb x':>5} | err vs f64: spec, circ")
+          f"{'fb spec':>9} {'circ':>9} {'x':>5} | {'min f x':>7} {'fb x':>5} | {'1T cpu f x':>10} {'fb x':>5} | "
+          "err vs f64: spec, circ")
     for wl in args.workloads:
         B, I, O, R = WORKLOADS[wl]
         for fast in (True, False):
@@ -168,20 +184,23 @@ def main():
                 es, ec = max(diff["spectral_vs_float64"].values()), max(diff["circuit_vs_float64"].values())
                 print(f"{wl:3} {rec['measure']:5} {dist:4} | {f['spectral_ms']:8.2f}m {f['circuit_ms']:8.2f}m "
                       f"{f['speedup']:5.1f} | {fb['spectral_ms']:8.2f}m {fb['circuit_ms']:8.2f}m {fb['speedup']:5.1f} | "
-                      f"{c0:>10} {c1:>5} | {es:.1e}, {ec:.1e}", flush=True)
+                      f"{f['speedup_min']:7.1f} {fb['speedup_min']:5.1f} | {c0:>10} {c1:>5} | {es:.1e}, {ec:.1e}",
+                      flush=True)
 
     meta = {
         "script": "bench/spectral_vs_circuit.py",
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "loadavg_at_end": os.getloadavg()},
+                    "cpu_model": _cpu_model(), "loadavg_at_start": load0, "loadavg_at_end": os.getloadavg()},
         "torch": torch.__version__,
         "qkan_fast": qkan_fast.__version__,
         "build_info": qkan_fast.build_info(),
         "git_commit": git_commit(),
         "threads": args.threads,
         "repeats": args.repeats,
-        "note": "wall = perf_counter medians at `threads` threads, engines alternated run by run; "
-                "cpu_time_1thread = thread_time medians at 1 thread (sanity check on a shared machine)",
+        "note": "wall = perf_counter medians (and minima) at `threads` threads, engines alternated run by "
+                "run; cpu_time_1thread = thread_time medians at 1 thread (sanity check on a shared machine: "
+                "with other processes runnable, a 2-thread OpenMP region waits for a descheduled thread, "
+                "so medians of wall time can be far off; see loadavg_at_start/at_end)",
     }
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
