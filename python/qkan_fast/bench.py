@@ -571,6 +571,25 @@ def _git(args: List[str]) -> Optional[str]:
     return None
 
 
+def load_warning(device_type: str = "cpu") -> Optional[str]:
+    """A warning when CPU timings will be unreliable: the machine is busy and OpenMP threads spin.
+
+    With the default active wait, an OpenMP thread whose partner has been descheduled spins at
+    every barrier; on a loaded 2-core machine this made single calls 10-50x slower (torch ops and
+    qkan as much as our kernels). OMP_WAIT_POLICY=passive, set before Python starts, avoids it."""
+    if device_type != "cpu" or not hasattr(os, "getloadavg"):
+        return None
+    load = os.getloadavg()[0]
+    cpus = os.cpu_count() or 1
+    if load < cpus:
+        return None
+    hint = (
+        "" if os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive"
+        else "; OMP_WAIT_POLICY=passive (set before starting) keeps spinning OpenMP threads from making it worse"
+    )
+    return f"load average {load:.1f} on {cpus} CPUs: timings will be noisy, quote only ratios{hint}"
+
+
 def machine_info(device: torch.device) -> dict:
     import qkan_fast
 
@@ -595,6 +614,8 @@ def machine_info(device: torch.device) -> dict:
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "git_commit": commit,
         "git_dirty": bool(dirty) if dirty is not None else None,
+        # thread-pool settings change CPU results a lot on a loaded machine (OMP_WAIT_POLICY, ...)
+        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(("OMP_", "GOMP_", "KMP_", "MKL_", "QKAN"))},
     }
     if hasattr(os, "getloadavg"):
         info["loadavg_start"] = list(os.getloadavg())

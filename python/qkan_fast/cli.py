@@ -236,6 +236,9 @@ def _bench_run(args: argparse.Namespace) -> int:
         threads=args.threads, seed=args.seed,
     )
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    warning = bench.load_warning(args.device)
+    if warning:
+        print(f"qkan-fast bench: warning: {warning}", file=sys.stderr, flush=True)
     result = bench.run_bench(cfg, log=log)
     print(bench.format_table(result))
     print(f"\n({result['elapsed_s']:.1f} s; shared machines are noisy: quote ratios from one run, not lone times)")
