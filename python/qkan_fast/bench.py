@@ -572,11 +572,12 @@ def _git(args: List[str]) -> Optional[str]:
 
 
 def load_warning(device_type: str = "cpu") -> Optional[str]:
-    """A warning when CPU timings will be unreliable: the machine is busy and OpenMP threads spin.
+    """A warning when CPU timings will be unreliable because the machine is busy.
 
-    With the default active wait, an OpenMP thread whose partner has been descheduled spins at
-    every barrier; on a loaded 2-core machine this made single calls 10-50x slower (torch ops and
-    qkan as much as our kernels). OMP_WAIT_POLICY=passive, set before Python starts, avoids it."""
+    With OpenMP's default active wait, a thread whose partner has been descheduled spins at every
+    barrier; on a loaded 2-core machine this made single calls 10-50x slower at random (torch ops
+    and qkan as much as our kernels). OMP_WAIT_POLICY=passive removes those outliers but slows
+    engines made of many small torch ops (the reference, qkan) 2-4x: see bench/README.md."""
     if device_type != "cpu" or not hasattr(os, "getloadavg"):
         return None
     load = os.getloadavg()[0]
@@ -585,7 +586,8 @@ def load_warning(device_type: str = "cpu") -> Optional[str]:
         return None
     hint = (
         "" if os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive"
-        else "; OMP_WAIT_POLICY=passive (set before starting) keeps spinning OpenMP threads from making it worse"
+        else "; OpenMP threads spinning at barriers make it worse (OMP_WAIT_POLICY=passive helps, at a cost: "
+        "see bench/README.md)"
     )
     return f"load average {load:.1f} on {cpus} CPUs: timings will be noisy, quote only ratios{hint}"
 
