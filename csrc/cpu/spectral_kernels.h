@@ -48,6 +48,7 @@
 #endif
 
 #include "cpu/spectral.h"
+#include "cpu/vec_math.h"
 #include "daruan.h"
 
 #ifndef QKF_ISA_NS
@@ -179,37 +180,10 @@ inline void vsqrt_rsqrt(Vec<T> p, Vec<T>& s, Vec<T>& r) {
 // sin and cos of a vector: Cody-Waite reduction by pi/2 (three-part constant) and the classic
 // minimax kernels on [-pi/4, pi/4] (Cephes sinf/cosf, fdlibm __kernel_sin/__kernel_cos), a few ulp
 // for |a| <= limit; beyond it (or for inf/NaN) each lane goes to libm.
-template <class T> struct SinCosK;
-template <> struct SinCosK<float> {
-  static constexpr float limit = 8192.0f, round = 12582912.0f;  // 1.5 * 2^23
-  static constexpr float hi = 1.5703125f, mid = 4.837512969970703125e-4f, lo = 7.54978995489188216e-8f;
-  static Vec<float> sin_poly(Vec<float> r, Vec<float> r2) {
-    return r + r * r2 * (-1.6666654611e-1f + r2 * (8.3321608736e-3f + r2 * -1.9515295891e-4f));
-  }
-  static Vec<float> cos_poly(Vec<float> r2) {
-    return 1.0f - 0.5f * r2 +
-           r2 * r2 * (4.166664568298827e-2f + r2 * (-1.388731625493765e-3f + r2 * 2.443315711809948e-5f));
-  }
-};
-template <> struct SinCosK<double> {
-  static constexpr double limit = 1048576.0, round = 6755399441055744.0;  // 1.5 * 2^52
-  static constexpr double hi = 1.57079632673412561417e+00, mid = 6.07710050630396597660e-11,
-                          lo = 2.02226624879595063154e-21;
-  static Vec<double> sin_poly(Vec<double> r, Vec<double> r2) {
-    return r + r * r2 * (-1.66666666666666324348e-01 +
-                         r2 * (8.33333333332248946124e-03 +
-                               r2 * (-1.98412698298579493134e-04 +
-                                     r2 * (2.75573137070700676789e-06 +
-                                           r2 * (-2.50507602534068634195e-08 + r2 * 1.58969099521155010221e-10)))));
-  }
-  static Vec<double> cos_poly(Vec<double> r2) {
-    return 1.0 - 0.5 * r2 +
-           r2 * r2 * (4.16666666666666019037e-02 +
-                      r2 * (-1.38888888888741095749e-03 +
-                            r2 * (2.48015872894767294178e-05 +
-                                  r2 * (-2.75573143513906633035e-07 +
-                                        r2 * (2.08757232129817482790e-09 + r2 * -1.13596475577881948265e-11)))));
-  }
+// The reduction constants and polynomials are vec_math.h's; only the rounding trick is added here.
+template <class T> struct SinCosK : SinCosConst<T> {
+  static constexpr T round = sizeof(T) == 4 ? T(12582912.0f) : T(6755399441055744.0);  // 1.5 * 2^(mantissa bits)
+  static constexpr T hi = SinCosConst<T>::pio2_hi, mid = SinCosConst<T>::pio2_mid, lo = SinCosConst<T>::pio2_lo;
 };
 
 template <class T>

@@ -20,10 +20,11 @@ template <> struct SinCosConst<float> {
   static constexpr float limit = 8192.0f;  // q * pio2_hi stays exact (pio2_hi has 8 significant bits)
   static constexpr float pio2_hi = 1.5703125f, pio2_mid = 4.837512969970703125e-4f,
                          pio2_lo = 7.54978995489188216e-8f;
-  static float sin_poly(float r, float r2) {
+  // templated on the value type so the SIMD-vector kernels (spectral_kernels.h) share them
+  template <class V> static V sin_poly(V r, V r2) {
     return r + r * r2 * (-1.6666654611e-1f + r2 * (8.3321608736e-3f + r2 * -1.9515295891e-4f));
   }
-  static float cos_poly(float r2) {
+  template <class V> static V cos_poly(V r2) {
     return 1.0f - 0.5f * r2 + r2 * r2 * (4.166664568298827e-2f + r2 * (-1.388731625493765e-3f + r2 * 2.443315711809948e-5f));
   }
 };
@@ -32,14 +33,14 @@ template <> struct SinCosConst<double> {
   static constexpr double limit = 1048576.0;  // q * pio2_1 exact: pio2_1 has 33 significant bits
   static constexpr double pio2_hi = 1.57079632673412561417e+00, pio2_mid = 6.07710050630396597660e-11,
                           pio2_lo = 2.02226624879595063154e-21;
-  static double sin_poly(double r, double r2) {
+  template <class V> static V sin_poly(V r, V r2) {
     return r + r * r2 * (-1.66666666666666324348e-01 +
                          r2 * (8.33333333332248946124e-03 +
                                r2 * (-1.98412698298579493134e-04 +
                                      r2 * (2.75573137070700676789e-06 +
                                            r2 * (-2.50507602534068634195e-08 + r2 * 1.58969099521155010221e-10)))));
   }
-  static double cos_poly(double r2) {
+  template <class V> static V cos_poly(V r2) {
     return 1.0 - 0.5 * r2 +
            r2 * r2 * (4.16666666666666019037e-02 +
                       r2 * (-1.38888888888741095749e-03 +
