@@ -38,6 +38,7 @@ void bind_spectral(py::module_& m) {
       .def_readwrite("dtype", &SpectralParams::dtype)
       .def_readwrite("ansatz", &SpectralParams::ansatz)
       .def_readwrite("nq", &SpectralParams::nq)
+      .def_readwrite("exact", &SpectralParams::exact)
       .def_readwrite("num_threads", &SpectralParams::num_threads);
   def_pointer(cls, "theta", &SpectralParams::theta);
   def_pointer(cls, "pre_b", &SpectralParams::pre_b);

@@ -4,10 +4,10 @@
 // degree R in the angle u (u = x, or arccos(x) for px):
 //   z_oi(u) = C[o,i,0] + sum_{k=1..R} C[o,i,k] cos(ku) + C[o,i,R+k] sin(ku)
 // These kernels provide
-//   - the coefficients: every edge's circuit at the 2R+1 angles u_m = 2 pi m/(2R+1) and a DFT,
-//     for the Bloch components Z = |alpha|^2 - |beta|^2 (the Born value) and, for the fast
+//   - the coefficients, by propagating alpha and beta as polynomials in e^{iu} (spectral_coef.h),
+//     of the Bloch components Z = |alpha|^2 - |beta|^2 (the Born value) and, for the fast
 //     measure, X = 2 Re(conj(alpha) beta) and Y = 2 Im(conj(alpha) beta) (trigonometric
-//     polynomials of the same degree), and the backward of that map (adjoint sweep);
+//     polynomials of the same degree), and the adjoint of that map;
 //   - the basis (cos ku, sin ku), k = 1..R, of every input and its backward (the Born GEMM path
 //     in python/qkan_fast/spectral.py), and
 //   - the fused fast-measure layer y[b,o] = sum_i W[o,i] g(Z_oi(u[b,i])),
@@ -30,6 +30,7 @@ struct SpectralParams {
   // coefficient sampler (dtype: theta, pre_b, coef_out, grad_coef_in, grad_theta, grad_pre_b)
   int ansatz = 0;                      // Ansatz code (daruan.h); px is sampled as mix (spectral.py)
   int nq = 1;                          // components: 1 (Z) or 3 (Z, X, Y)
+  bool exact = false;                  // float32 coefficients computed in float64 and rounded once
   const void* theta = nullptr;         // [O, I, Rt, P]
   const void* pre_b = nullptr;         // [O, I, R]  rpz only (its w is 1): e = u + b
   void* coef_out = nullptr;            // [O, I, nq, 2R+1]

@@ -1,14 +1,14 @@
-// CPU schedules of the spectral engine (see spectral.h): the coefficient sampler, the basis, and the
-// fused fast-measure layer forward and backward.
+// CPU schedules of the spectral engine (see spectral.h): the basis, the fused fast-measure layer
+// forward and backward, and the entry that dispatches them and the coefficient map
+// (spectral_coef.h).
 //
 // Compiled once per instruction set (spectral_generic.cpp, spectral_avx2.cpp, spectral_avx512.cpp),
 // each inside its own namespace QKF_ISA_NS::spec (nothing here is shared across the copies, so the
 // one-definition rule never merges code built for different instruction sets); spectral.cpp picks
 // one at run time.
 //
-// Vector axis. The sampler runs one edge per SIMD lane (every edge sees the same 2R+1 angles) with
-// daruan.h's scalar gate code in loops GCC vectorises, like the circuit kernels. The fused layer
-// kernels run one sample per lane, written with GCC vector extensions whose width follows the copy
+// Vector axis. The coefficient map runs one edge per SIMD lane. The fused layer kernels run one
+// sample per lane, written with GCC vector extensions whose width follows the copy
 // (64 bytes with AVX-512, 32 with AVX2, 16 otherwise): they need register tiling that
 // auto-vectorisation does not produce (the dot products of several outputs per basis load, to hide
 // the FMA latency, and the coefficient-gradient reduction as outer-product tiles). R = 1..8 are
@@ -39,16 +39,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
-#include <type_traits>
 #include <vector>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 #include "cpu/spectral.h"
-#include "cpu/vec_math.h"
+#include "cpu/spectral_coef.h"
+#include "cpu/spectral_simd.h"
 #include "daruan.h"
 
 #ifndef QKF_ISA_NS
@@ -67,146 +62,11 @@ namespace qkan_fast {
 namespace QKF_ISA_NS {
 namespace spec {
 
-constexpr int kChunk = 64;      // samples per forward tile, edges per sampler tile
+constexpr int kChunk = 64;      // samples per forward tile
 constexpr int kOutBlock = 4;    // outputs per register tile: independent FMA chains per basis load
 constexpr int kSubBlock = 256;  // samples per backward pass over a buffered gradient tile (L1)
 constexpr int kMaxStaticReps = 8;
 
-inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// --------------------------------------------------------------------------------------------
-// SIMD helpers (GCC vector extensions)
-
-#if defined(__AVX512F__)
-constexpr int kVecBytes = 64;
-#elif defined(__AVX2__)
-constexpr int kVecBytes = 32;
-#else
-constexpr int kVecBytes = 16;
-#endif
-// coefficients per outer-product tile of the coefficient gradient (kOutBlock x kKGroup vector
-// accumulators plus their operands fit the 32 AVX-512 registers; AVX2 and SSE have 16)
-constexpr int kKGroup = kVecBytes == 64 ? 4 : 2;
-
-template <class T> struct VecOf {
-  typedef T type __attribute__((vector_size(kVecBytes)));
-};
-template <class T> using Vec = typename VecOf<T>::type;
-template <class T> struct IVecOf {
-  using I = typename std::conditional<sizeof(T) == 4, int32_t, int64_t>::type;
-  typedef I type __attribute__((vector_size(kVecBytes)));
-};
-template <class T> using IVec = typename IVecOf<T>::type;
-template <class T> constexpr int lanes() { return kVecBytes / static_cast<int>(sizeof(T)); }
-
-template <class T> inline Vec<T> vload(const T* p) {
-  Vec<T> v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-template <class T> inline void vstore(T* p, Vec<T> v) { std::memcpy(p, &v, sizeof(v)); }
-template <class T> inline Vec<T> vset(T s) { return Vec<T>{} + s; }
-template <class T> inline T hsum(Vec<T> v) {  // pairwise (a tree of vector halves)
-  alignas(64) T a[lanes<T>()];
-  vstore(a, v);
-  for (int w = lanes<T>() / 2; w > 0; w /= 2)
-    for (int l = 0; l < w; ++l) a[l] += a[l + w];
-  return a[0];
-}
-template <class T> inline T hmax_abs(Vec<T> v) {
-  T m = 0;
-  for (int l = 0; l < lanes<T>(); ++l) m = std::fabs(v[l]) > m ? std::fabs(v[l]) : m;
-  return m;
-}
-// out[t] = sum of the lanes of in[t], t < n: groups of L vectors go through a butterfly of
-// even/odd lane shuffles (log2 L steps) that leaves one vector holding the L sums.
-template <class T>
-inline void reduce_lanes(const Vec<T>* in, int n, T* out) {
-  constexpr int L = lanes<T>();
-  IVec<T> ev, od;
-  for (int l = 0; l < L; ++l) {
-    ev[l] = 2 * l;
-    od[l] = 2 * l + 1;
-  }
-  for (int g0 = 0; g0 < n; g0 += L) {
-    Vec<T> v[L];
-    for (int t = 0; t < L; ++t) v[t] = g0 + t < n ? in[g0 + t] : Vec<T>{};
-    for (int cnt = L; cnt > 1; cnt /= 2)
-      for (int t = 0; t < cnt / 2; ++t)
-        v[t] = __builtin_shuffle(v[2 * t], v[2 * t + 1], ev) + __builtin_shuffle(v[2 * t], v[2 * t + 1], od);
-    alignas(64) T r[L];
-    vstore(r, v[0]);
-    for (int t = 0; t < L && g0 + t < n; ++t) out[g0 + t] = r[t];
-  }
-}
-
-// Per-thread scratch that keeps its pages between calls (fresh multi-MB buffers would page-fault
-// on every call); `slot` tells the buffers of one call apart (distinct across T = float/double
-// too: scratch<double> and scratch<T> are the same buffers when T is double).
-template <class T>
-inline std::vector<T>& scratch(int slot, size_t n, bool zero) {
-  thread_local std::vector<T> buf[8];
-  std::vector<T>& b = buf[slot];
-  if (zero)
-    b.assign(n, T(0));
-  else
-    b.resize(n);
-  return b;
-}
-
-template <class T> inline Vec<T> vsqrt(Vec<T> v) {
-  Vec<T> r;
-  for (int l = 0; l < lanes<T>(); ++l) r[l] = std::sqrt(v[l]);  // one sqrtps / sqrtpd
-  return r;
-}
-
-// sqrt(p) and, when INV, 1/sqrt(p), for p > 0. float32 with AVX-512: rsqrt14 and one Newton step
-// (relative error ~2^-27, below float32 rounding), no sqrt or division; elsewhere IEEE operations.
-template <class T, bool INV>
-inline void vsqrt_rsqrt(Vec<T> p, Vec<T>& s, Vec<T>& r) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same<T, float>::value) {
-    Vec<T> y = (Vec<T>)_mm512_rsqrt14_ps((__m512)p);
-    y = y * (T(1.5) - T(0.5) * p * y * y);
-    s = p * y;
-    r = y;
-    return;
-  }
-#endif
-  s = vsqrt<T>(p);
-  if (INV) r = T(1) / s;
-}
-
-// sin and cos of a vector: Cody-Waite reduction by pi/2 (three-part constant) and the classic
-// minimax kernels on [-pi/4, pi/4] (Cephes sinf/cosf, fdlibm __kernel_sin/__kernel_cos), a few ulp
-// for |a| <= limit; beyond it (or for inf/NaN) each lane goes to libm.
-// The reduction constants and polynomials are vec_math.h's; only the rounding trick is added here.
-template <class T> struct SinCosK : SinCosConst<T> {
-  static constexpr T round = sizeof(T) == 4 ? T(12582912.0f) : T(6755399441055744.0);  // 1.5 * 2^(mantissa bits)
-  static constexpr T hi = SinCosConst<T>::pio2_hi, mid = SinCosConst<T>::pio2_mid, lo = SinCosConst<T>::pio2_lo;
-};
-
-template <class T>
-inline void vsincos(Vec<T> a, Vec<T>& s, Vec<T>& c) {
-  using K = SinCosK<T>;
-  if (!(hmax_abs<T>(a) <= K::limit)) {  // also NaN
-    for (int l = 0; l < lanes<T>(); ++l) {
-      s[l] = std::sin(a[l]);
-      c[l] = std::cos(a[l]);
-    }
-    return;
-  }
-  const Vec<T> q = (a * T(0.63661977236758134308) + K::round) - K::round;  // a / (pi/2), to nearest
-  const Vec<T> r = ((a - q * K::hi) - q * K::mid) - q * K::lo;
-  const Vec<T> r2 = r * r;
-  const Vec<T> ps = K::sin_poly(r, r2), pc = K::cos_poly(r2);
-  const IVec<T> n = __builtin_convertvector(q, IVec<T>);
-  const auto swap = (n & 1) != 0;
-  const Vec<T> ss = (n & 2) != 0 ? vset<T>(-1) : vset<T>(1);
-  const Vec<T> sc = ((n + 1) & 2) != 0 ? vset<T>(-1) : vset<T>(1);
-  s = ss * (swap ? pc : ps);
-  c = sc * (swap ? ps : pc);
-}
 
 // --------------------------------------------------------------------------------------------
 // the basis: cos ku, sin ku (k = 1..R) of u = x, or of u = arccos(x) for px, and du/dx
@@ -321,237 +181,6 @@ void basis_backward(const SpectralParams& p) {
 }
 
 // --------------------------------------------------------------------------------------------
-// coefficient sampler: every edge's circuit at u_m = 2 pi m / M (M = 2R+1), a DFT per component
-
-// D[k][m]: coefficient k of the samples; rows 1, cos ku (k = 1..R), sin ku
-template <class T>
-std::vector<T> dft_matrix(int R) {
-  const int M = 2 * R + 1;
-  std::vector<T> d(M * M);
-  for (int m = 0; m < M; ++m) {
-    const double u = 2.0 * M_PI * m / M;
-    d[m] = T(1.0 / M);
-    for (int k = 1; k <= R; ++k) {
-      d[k * M + m] = T(2.0 / M * std::cos(k * u));
-      d[(R + k) * M + m] = T(2.0 / M * std::sin(k * u));
-    }
-  }
-  return d;
-}
-
-// One SIMD vector of edges as a number type for daruan.h's gate templates (which need T(scalar),
-// +, - and *): the sampler runs the shared gate code with one edge per lane and the state in
-// registers across the repetitions.
-template <class T> struct Lane {
-  Vec<T> v;
-  Lane() = default;
-  Lane(T s) : v(vset<T>(s)) {}  // NOLINT: T(0.5) inside daruan.h
-  Lane(Vec<T> x) : v(x) {}      // NOLINT
-};
-template <class T> inline Lane<T> operator+(Lane<T> a, Lane<T> b) { return Lane<T>(a.v + b.v); }
-template <class T> inline Lane<T> operator-(Lane<T> a, Lane<T> b) { return Lane<T>(a.v - b.v); }
-template <class T> inline Lane<T> operator*(Lane<T> a, Lane<T> b) { return Lane<T>(a.v * b.v); }
-template <class T> inline Lane<T> operator-(Lane<T> a) { return Lane<T>(-a.v); }
-template <class T> inline Lane<T>& operator+=(Lane<T>& a, Lane<T> b) { a.v += b.v; return a; }
-
-// Per call: theta folded to (cos, sin) pairs as structure-of-arrays [K][ep] (a vector of edges is
-// contiguous), rpz biases as phase pairs [R][ep], and the data gate of each sample angle.
-template <class T, int A> struct SamplerPrep {
-  int64_t ep = 0;  // edges padded to kChunk
-  std::vector<T> rc, rs;  // [K][ep]
-  std::vector<T> bc, bs;  // [R][ep]  rpz: (cos b, sin b), the data phase gate is then u_m + b
-  std::vector<T> dc, ds;  // [M] data gate pair of u_m
-  std::vector<T> dft;     // [M][M]
-};
-
-template <class T, int A>
-SamplerPrep<T, A> sampler_prepare(const SpectralParams& p) {
-  constexpr int P = theta_cols_of<A>();
-  SamplerPrep<T, A> sp;
-  const int64_t E = p.out_dim * p.in_dim;
-  const int R = p.reps, K = theta_rows(A, R) * P, M = 2 * R + 1;
-  constexpr int L = lanes<T>();
-  sp.ep = cdiv(E, kChunk) * kChunk;
-  const int64_t ep = sp.ep;
-  sp.rc.resize(K * ep);
-  sp.rs.resize(K * ep);
-  const T* theta = static_cast<const T*>(p.theta);
-  const T* pre_b = static_cast<const T*>(p.pre_b);
-  const bool enc = A == kRPZ;
-  if (enc) {
-    sp.bc.resize(R * ep);
-    sp.bs.resize(R * ep);
-  }
-#pragma omp parallel num_threads(p.num_threads)
-  {
-    alignas(64) T a[L];
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < (K + (enc ? R : 0)) * (ep / L); ++t) {
-      const int64_t row = t / (ep / L), e0 = (t % (ep / L)) * L;
-      for (int l = 0; l < L; ++l) {
-        const int64_t e = e0 + l;
-        if (row < K) {
-          const T ang = e < E ? theta[e * K + row] : T(0);
-          a[l] = theta_col_is_rz<A>(static_cast<int>(row % P)) ? ang : T(0.5) * ang;
-        } else {
-          a[l] = e < E ? pre_b[e * R + (row - K)] : T(0);
-        }
-      }
-      Vec<T> s, c;
-      vsincos<T>(vload(a), s, c);
-      if (row < K) {
-        vstore(sp.rc.data() + row * ep + e0, c);
-        vstore(sp.rs.data() + row * ep + e0, s);
-      } else {
-        vstore(sp.bc.data() + (row - K) * ep + e0, c);
-        vstore(sp.bs.data() + (row - K) * ep + e0, s);
-      }
-    }
-  }
-  sp.dc.resize(M);
-  sp.ds.resize(M);
-  for (int m = 0; m < M; ++m) {
-    const Rot<T> h = data_gate<T, A>(T(2.0 * M_PI * m / M));
-    sp.dc[m] = h.c;
-    sp.ds[m] = h.s;
-  }
-  sp.dft = dft_matrix<T>(R);
-  return sp;
-}
-
-// The gates of one vector of edges, loaded once per tile: rot [K], bias phases [R] (rpz).
-template <class T, int A> struct EdgeTile {
-  std::vector<Rot<Lane<T>>> rot, bias;
-  void load(const SamplerPrep<T, A>& sp, int K, int R, int64_t e0) {
-    rot.resize(K);
-    for (int k = 0; k < K; ++k)
-      rot[k] = {Lane<T>(vload(sp.rc.data() + k * sp.ep + e0)), Lane<T>(vload(sp.rs.data() + k * sp.ep + e0))};
-    if (A == kRPZ) {
-      bias.resize(R);
-      for (int l = 0; l < R; ++l)
-        bias[l] = {Lane<T>(vload(sp.bc.data() + l * sp.ep + e0)), Lane<T>(vload(sp.bs.data() + l * sp.ep + e0))};
-    }
-  }
-  // the data gate of repetition l at sample m: the shared pair, or (rpz) the phase of u_m + b_l
-  Rot<Lane<T>> data(const SamplerPrep<T, A>& sp, int m, int l) const {
-    const Lane<T> c(sp.dc[m]), s(sp.ds[m]);
-    if (A != kRPZ) return {c, s};
-    return {c * bias[l].c - s * bias[l].s, s * bias[l].c + c * bias[l].s};
-  }
-  Qubit<Lane<T>> run(const SamplerPrep<T, A>& sp, int R, int m) const {
-    constexpr int P = theta_cols_of<A>();
-    Qubit<Lane<T>> q = plus_state<Lane<T>>();
-    for (int l = 0; l < R; ++l) apply_rep<Lane<T>, A>(q, rot.data() + l * P, data(sp, m, l));
-    if (A != kREAL) apply_final<Lane<T>, A>(q, rot.data() + R * P);
-    return q;
-  }
-};
-
-// coef_out[e, q, k] = sum_m D[k][m] V_q(e, u_m), V = (Z, X, Y)
-template <class T, int A>
-void sampler_forward(const SpectralParams& p) {
-  constexpr int P = theta_cols_of<A>(), L = lanes<T>();
-  const SamplerPrep<T, A> sp = sampler_prepare<T, A>(p);
-  const int64_t E = p.out_dim * p.in_dim;
-  const int R = p.reps, M = 2 * R + 1, NQ = p.nq, K = theta_rows(A, R) * P;
-  T* out = static_cast<T*>(p.coef_out);
-#pragma omp parallel num_threads(p.num_threads)
-  {
-    EdgeTile<T, A> tile;
-    std::vector<Vec<T>> acc(NQ * M);
-    alignas(64) T buf[L];
-#pragma omp for schedule(static)
-    for (int64_t e0 = 0; e0 < E; e0 += L) {
-      tile.load(sp, K, R, e0);
-      for (auto& a : acc) a = Vec<T>{};
-      for (int m = 0; m < M; ++m) {
-        const Qubit<Lane<T>> q = tile.run(sp, R, m);
-        const Vec<T> ar = q.ar.v, ai = q.ai.v, br = q.br.v, bi = q.bi.v;
-        Vec<T> v[3];
-        v[0] = (ar * ar + ai * ai) - (br * br + bi * bi);
-        if (NQ == 3) {
-          v[1] = T(2) * (ar * br + ai * bi);
-          v[2] = T(2) * (ar * bi - ai * br);
-        }
-        for (int qq = 0; qq < NQ; ++qq)
-          for (int k = 0; k < M; ++k) acc[qq * M + k] += sp.dft[k * M + m] * v[qq];
-      }
-      const int n = static_cast<int>(std::min<int64_t>(L, E - e0));
-      for (int t = 0; t < NQ * M; ++t) {
-        vstore(buf, acc[t]);
-        for (int j = 0; j < n; ++j) out[(e0 + j) * NQ * M + t] = buf[j];
-      }
-    }
-  }
-}
-
-// The adjoint of sampler_forward: from grad_coef_in [E, NQ, M] to grad_theta and (rpz) grad_pre_b.
-template <class T, int A>
-void sampler_backward(const SpectralParams& p) {
-  constexpr int P = theta_cols_of<A>(), L = lanes<T>();
-  const SamplerPrep<T, A> sp = sampler_prepare<T, A>(p);
-  const int64_t E = p.out_dim * p.in_dim;
-  const int R = p.reps, M = 2 * R + 1, NQ = p.nq, K = theta_rows(A, R) * P;
-  const T* gin = static_cast<const T*>(p.grad_coef_in);
-  T* gtheta = static_cast<T*>(p.grad_theta);
-  T* gbias = static_cast<T*>(p.grad_pre_b);
-  const bool need_b = A == kRPZ && gbias;
-#pragma omp parallel num_threads(p.num_threads)
-  {
-    EdgeTile<T, A> tile;
-    std::vector<Vec<T>> gc(NQ * M), gth(K), gb(R);
-    alignas(64) T buf[L];
-#pragma omp for schedule(static)
-    for (int64_t e0 = 0; e0 < E; e0 += L) {
-      const int n = static_cast<int>(std::min<int64_t>(L, E - e0));
-      tile.load(sp, K, R, e0);
-      for (int t = 0; t < NQ * M; ++t) {
-        for (int j = 0; j < L; ++j) buf[j] = j < n ? gin[(e0 + j) * NQ * M + t] : T(0);
-        gc[t] = vload(buf);
-      }
-      for (auto& g : gth) g = Vec<T>{};
-      for (auto& g : gb) g = Vec<T>{};
-      for (int m = 0; m < M; ++m) {
-        // the DFT transposed: dL/dV_q(u_m) = sum_k D[k][m] dL/dC[q, k]
-        Vec<T> gv[3] = {};
-        for (int qq = 0; qq < NQ; ++qq)
-          for (int k = 0; k < M; ++k) gv[qq] += sp.dft[k * M + m] * gc[qq * M + k];
-        Qubit<Lane<T>> q = tile.run(sp, R, m);
-        // cotangent dL/d(ar, ai, br, bi) of Z, X = 2(ar br + ai bi), Y = 2(ar bi - ai br)
-        const Vec<T> z2 = T(2) * gv[0], x2 = T(2) * gv[1], y2 = T(2) * gv[2];
-        const Vec<T> ar = q.ar.v, ai = q.ai.v, br = q.br.v, bi = q.bi.v;
-        Qubit<Lane<T>> l = {Lane<T>(z2 * ar), Lane<T>(z2 * ai), Lane<T>(-z2 * br), Lane<T>(-z2 * bi)};
-        if (NQ == 3) {
-          l.ar += Lane<T>(x2 * br + y2 * bi);
-          l.ai += Lane<T>(x2 * bi - y2 * br);
-          l.br += Lane<T>(x2 * ar - y2 * ai);
-          l.bi += Lane<T>(x2 * ai + y2 * ar);
-        }
-        Lane<T> g[2] = {Lane<T>(T(0)), Lane<T>(T(0))};
-        if (A != kREAL) {
-          adjoint_final<Lane<T>, A>(q, l, tile.rot.data() + R * P, g);
-          for (int c = 0; c < P; ++c) gth[R * P + c] += g[c].v;
-        }
-        for (int r = R - 1; r >= 0; --r) {
-          const Lane<T> d = adjoint_rep<Lane<T>, A>(q, l, tile.rot.data() + r * P, tile.data(sp, m, r), g);
-          for (int c = 0; c < P; ++c) gth[r * P + c] += g[c].v;
-          if (need_b) gb[r] += d.v;  // rpz: the data angle is u_m + b, so dL/db = dL/d(angle)
-        }
-      }
-      for (int k = 0; k < K; ++k) {
-        vstore(buf, gth[k]);
-        for (int j = 0; j < n; ++j) gtheta[(e0 + j) * K + k] = buf[j];
-      }
-      if (need_b)
-        for (int r = 0; r < R; ++r) {
-          vstore(buf, gb[r]);
-          for (int j = 0; j < n; ++j) gbias[(e0 + j) * R + r] = buf[j];
-        }
-    }
-  }
-}
-
-// --------------------------------------------------------------------------------------------
 // fused fast-measure layer
 
 // below this min(pa, pb) a vector of samples switches to the Bloch formula (header comment): the
@@ -639,10 +268,6 @@ inline void dots(const T* const* c, const T* bk, int64_t bs, int R, Vec<T>* v) {
   for (int o = 0; o < NO; ++o) v[o] += v1[o];
 }
 
-template <class T> inline Vec<T> vabs(Vec<T> v) {
-  for (int l = 0; l < lanes<T>(); ++l) v[l] = std::fabs(v[l]);  // one andps / andpd
-  return v;
-}
 // |Z| above this marks a lane near a pole: min(pa, pb) < kPole
 template <class T> constexpr T pole_abs_z() { return T(1) - T(2) * pole_threshold<T>(); }
 
@@ -727,13 +352,13 @@ void fast_forward(const SpectralParams& p, const Prepared<T>& pr) {
           amax = az > amax ? az : amax;
         }
       }
-      if (!(hmax_abs<T>(amax) > pole_abs_z<T>())) continue;
+      if (!any_lane<T>(amax > pole_abs_z<T>())) continue;
       // vectors with a lane near a pole: replace the Z formula by the Bloch formula there
       for (int oo = 0; oo < no; ++oo)
         for (int v = 0; v < NV && v * L < n; ++v) {
           const Vec<T> zv = zst[oo][v];
           const auto pole = vabs<T>(zv) > pole_abs_z<T>();
-          if (!(hmax_abs<T>(pole ? vset<T>(1) : vset<T>(0)) > T(0))) continue;
+          if (!any_lane<T>(pole)) continue;
           const T* cq[2] = {c[oo] + M, c[oo] + 2 * M};
           Vec<T> xy[2], phi, phiz, g0, g1, g2;
           dots<T, RC, 2>(cq, bk + v * L, bs, R, xy);
@@ -842,13 +467,13 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
             if (NEED_X) vstore(dui + sb0 + j, vload(dui + sb0 + j) + du);
           }
           // vectors near a pole: the Bloch formula (dL/dZ goes to the buffer, X and Y directly)
-          if (hmax_abs<T>(amax) > pole_abs_z<T>()) {
+          if (any_lane<T>(amax > pole_abs_z<T>())) {
             for (int oo = 0; oo < no; ++oo)
               for (int v = 0; v < nv; ++v) {
                 const int j = v * L;
                 const Vec<T> zv = vload(&zb[oo][j]);
                 const Vec<T> pole = vabs<T>(zv) > pole_abs_z<T>() ? vset<T>(1) : vset<T>(0);
-                if (!(hmax_abs<T>(pole) > T(0))) continue;
+                if (!any_lane<T>(vabs<T>(zv) > pole_abs_z<T>())) continue;
                 const T* cq[2] = {c[oo] + M, c[oo] + 2 * M};
                 Vec<T> xy[2], phi, phiz, gpz, gq[kQ];
                 dots<T, RC, 2>(cq, bk + j, bs, R, xy);
@@ -973,10 +598,20 @@ template <class T>
 void run_typed(const SpectralParams& p, Mode mode) {
   switch (mode) {
     case Mode::kCoef:
-      dispatch_ansatz(p.ansatz, [&](auto tag) { sampler_forward<T, decltype(tag)::value>(p); });
+      dispatch_ansatz(p.ansatz, [&](auto tag) {
+        dispatch_reps(p.reps, [&](auto rc) {
+          constexpr int A = decltype(tag)::value, RC = decltype(rc)::value;
+          if (std::is_same<T, float>::value && p.exact)
+            coef_forward<float, double, A, RC>(p);  // float64 arithmetic, rounded once
+          else
+            coef_forward<T, T, A, RC>(p);
+        });
+      });
       return;
     case Mode::kCoefBackward:
-      dispatch_ansatz(p.ansatz, [&](auto tag) { sampler_backward<T, decltype(tag)::value>(p); });
+      dispatch_ansatz(p.ansatz, [&](auto tag) {
+        dispatch_reps(p.reps, [&](auto rc) { coef_backward<T, decltype(tag)::value, decltype(rc)::value>(p); });
+      });
       return;
     case Mode::kBasis: basis_forward<T>(p); return;
     case Mode::kBasisBackward: basis_backward<T>(p); return;

@@ -200,12 +200,13 @@ def spectral_coef(theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int,
     pre_b [O, I, R] (rpz: e = u + b) or empty. px is passed in as its mix form (mix_form_of_px).
     exact: sample in float64 and round to theta's dtype (the backward stays in theta's dtype)."""
     theta, pre_b = theta.contiguous(), pre_b.contiguous()
-    if exact and theta.dtype != torch.float64:
-        return spectral_coef(theta.double(), pre_b.double(), ansatz, reps, nq, False).to(theta.dtype)
     if theta.device.type != "cpu":
+        if exact and theta.dtype != torch.float64:
+            return _coef_reference(theta.double(), pre_b.double(), ansatz, reps, nq).to(theta.dtype)
         return _coef_reference(theta, pre_b, ansatz, reps, nq)
     out = theta.new_empty(theta.shape[0], theta.shape[1], nq, n_coef(reps))
     p = _coef_params(theta, pre_b, ansatz, reps, nq)
+    p.exact = exact
     p.coef_out = out.data_ptr()
     _C.spectral_coef_cpu(p)
     return out
