@@ -46,6 +46,10 @@ void bind_spectral(py::module_& m) {
   def_pointer(cls, "grad_coef_in", &SpectralParams::grad_coef_in);
   def_pointer(cls, "grad_theta", &SpectralParams::grad_theta);
   def_pointer(cls, "grad_pre_b", &SpectralParams::grad_pre_b);
+  def_pointer(cls, "cw", &SpectralParams::cw);
+  def_pointer(cls, "c0", &SpectralParams::c0);
+  def_pointer(cls, "grad_cw", &SpectralParams::grad_cw);
+  def_pointer(cls, "grad_c0", &SpectralParams::grad_c0);
   def_pointer(cls, "x", &SpectralParams::x);
   def_pointer(cls, "coef", &SpectralParams::coef);
   def_pointer(cls, "weight", &SpectralParams::weight);
@@ -61,10 +65,14 @@ void bind_spectral(py::module_& m) {
         "coef_out [O, I, nq, 2R+1]: the circuit at 2R+1 angles and a DFT, components Z (, X, Y)");
   m.def("spectral_coef_backward_cpu", &call_cpu<qkan_fast::spectral_coef_backward_cpu>,
         "grad_theta (and rpz grad_pre_b) from grad_coef_in, by an adjoint sweep per sample angle");
+  m.def("spectral_born_coef_cpu", &call_cpu<qkan_fast::spectral_born_coef_cpu>,
+        "cw [2R, I, O] = weight * C[., ., 1+k] and c0 [O] = sum_i weight * C[., i, 0] (Born layer GEMM operands)");
+  m.def("spectral_born_coef_backward_cpu", &call_cpu<qkan_fast::spectral_born_coef_backward_cpu>,
+        "grad_theta, grad_pre_b (rpz) and grad_weight from grad_cw, grad_c0");
   m.def("spectral_basis_cpu", &call_cpu<qkan_fast::spectral_basis_cpu>,
-        "basis [B, I, 2R]: cos ku then sin ku, k = 1..R, of u = x (or arccos x for px)");
+        "basis [2R, I, B]: cos ku then sin ku, k = 1..R, of u = x (or arccos x for px)");
   m.def("spectral_basis_backward_cpu", &call_cpu<qkan_fast::spectral_basis_backward_cpu>,
-        "grad_x [B, I] from grad_basis [B, I, 2R]");
+        "grad_x [B, I] from grad_basis [2R, I, B]");
   m.def("spectral_fast_forward_cpu", &call_cpu<qkan_fast::spectral_fast_forward_cpu>,
         "y[b,o] = sum_i weight[o,i] * g(z_oi(u[b,i])), g(z) = sqrt((1+z)/2) - sqrt((1-z)/2), fused");
   m.def("spectral_fast_backward_cpu", &call_cpu<qkan_fast::spectral_fast_backward_cpu>,

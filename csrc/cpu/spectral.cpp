@@ -27,5 +27,7 @@ void spectral_basis_cpu(const SpectralParams& p) { spectral_run(p, 2); }
 void spectral_basis_backward_cpu(const SpectralParams& p) { spectral_run(p, 3); }
 void spectral_fast_forward_cpu(const SpectralParams& p) { spectral_run(p, 4); }
 void spectral_fast_backward_cpu(const SpectralParams& p) { spectral_run(p, 5); }
+void spectral_born_coef_cpu(const SpectralParams& p) { spectral_run(p, 6); }
+void spectral_born_coef_backward_cpu(const SpectralParams& p) { spectral_run(p, 7); }
 
 }  // namespace qkan_fast

@@ -38,24 +38,32 @@ struct SpectralParams {
   void* grad_theta = nullptr;          // [O, I, Rt, P]
   void* grad_pre_b = nullptr;          // [O, I, R]  null when not needed
 
+  // Born coefficient matrix (born_coef): dtype as theta; weight below is read too
+  void* cw = nullptr;              // [2R, I, O]  weight * C[., ., 1 + k]
+  void* c0 = nullptr;              // [O]         sum_i weight * C[., i, 0]
+  const void* grad_cw = nullptr;   // [2R, I, O]
+  const void* grad_c0 = nullptr;   // [O]
+
   const void* x = nullptr;       // [B, I]
   const void* coef = nullptr;    // [O, I, 3, 2R+1] (Z, X, Y) (fast layer)
   const void* weight = nullptr;  // [O, I] postact weight * mask (fast layer)
 
   void* y = nullptr;      // [B, O]       fast layer forward
-  void* basis = nullptr;  // [B, I, 2R]   basis forward: cos ku (k = 1..R), then sin ku
+  void* basis = nullptr;  // [2R, I, B]   basis forward: cos ku (k = 1..R), then sin ku
 
   const void* grad_y = nullptr;      // [B, O]      fast layer backward
-  const void* grad_basis = nullptr;  // [B, I, 2R]  basis backward
+  const void* grad_basis = nullptr;  // [2R, I, B]  basis backward
   void* grad_x = nullptr;            // [B, I]        null when not needed
   void* grad_coef = nullptr;         // [O, I, 3, 2R+1]  null when not needed
-  void* grad_weight = nullptr;       // [O, I]        null when not needed
+  void* grad_weight = nullptr;       // [O, I]        null when not needed (fast layer, born_coef)
 
   int num_threads = 1;
 };
 
 void spectral_coef_cpu(const SpectralParams& p);
 void spectral_coef_backward_cpu(const SpectralParams& p);
+void spectral_born_coef_cpu(const SpectralParams& p);
+void spectral_born_coef_backward_cpu(const SpectralParams& p);
 void spectral_basis_cpu(const SpectralParams& p);
 void spectral_basis_backward_cpu(const SpectralParams& p);
 void spectral_fast_forward_cpu(const SpectralParams& p);

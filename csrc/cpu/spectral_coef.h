@@ -123,29 +123,36 @@ template <class T> struct CoefWork {
 
 template <int A> constexpr bool data_is_ry() { return A == kREAL || A == kMIX || A == kPX; }
 
-// rows[t * L + j] = T(src[(e0 + j) * nt + t]) for the lanes j < n of a vector of edges, 0 beyond:
-// the transpose of nt consecutive values per edge. Written in full before any row is loaded as a
-// vector (a vector load right after the scalar stores that fill it would stall on forwarding).
+// A vector of edges: lane j is the edge with flat index e0 + j * step of the [O, I] grid, j < n (the
+// padding lanes beyond n compute with zero angles and are never stored).
+struct EdgeLanes {
+  int64_t e0, step;
+  int n;
+};
+
+// rows[t * L + j] = T(src[edge_j * nt + t]): the transpose of nt values per edge. Written in full
+// before any row is loaded as a vector (a vector load right after the scalar stores that fill it
+// would stall on store forwarding).
 template <class S, class T>
-QKF_COEF_STEP void gather_rows(const S* src, int nt, int64_t e0, int n, T* rows) {
+QKF_COEF_STEP void gather_rows(const S* src, int nt, EdgeLanes el, T* rows) {
   constexpr int L = lanes<T>();
   for (int j = 0; j < L; ++j)
-    for (int t = 0; t < nt; ++t) rows[t * L + j] = j < n ? T(src[(e0 + j) * nt + t]) : T(0);
+    for (int t = 0; t < nt; ++t) rows[t * L + j] = j < el.n ? T(src[(el.e0 + j * el.step) * nt + t]) : T(0);
 }
-// the inverse: dst[(e0 + j) * nt + t] = S(rows[t * L + j]) for j < n
+// the inverse: dst[edge_j * nt + t] = S(rows[t * L + j]) for j < n
 template <class S, class T>
-QKF_COEF_STEP void scatter_rows(const T* rows, int nt, int64_t e0, int n, S* dst) {
+QKF_COEF_STEP void scatter_rows(const T* rows, int nt, EdgeLanes el, S* dst) {
   constexpr int L = lanes<T>();
-  for (int j = 0; j < n; ++j)
-    for (int t = 0; t < nt; ++t) dst[(e0 + j) * nt + t] = static_cast<S>(rows[t * L + j]);
+  for (int j = 0; j < el.n; ++j)
+    for (int t = 0; t < nt; ++t) dst[(el.e0 + j * el.step) * nt + t] = static_cast<S>(rows[t * L + j]);
 }
 
-// Fill w.rot and w.dg for the edges e0 .. e0+n-1 (padding lanes: angle 0). S is the storage type.
+// Fill w.rot and w.dg for a vector of edges (padding lanes: angle 0). S is the storage type.
 template <class S, class T, int A>
-QKF_COEF_STEP void load_edge_gates(const SpectralParams& p, int R, int K, int64_t e0, int n, CoefWork<T>& w) {
+QKF_COEF_STEP void load_edge_gates(const SpectralParams& p, int R, int K, EdgeLanes el, CoefWork<T>& w) {
   constexpr int L = lanes<T>(), P = theta_cols_of<A>();
   T* rows = w.rows.data();
-  gather_rows<S, T>(static_cast<const S*>(p.theta), K, e0, n, rows);
+  gather_rows<S, T>(static_cast<const S*>(p.theta), K, el, rows);
   for (int k = 0; k < K; ++k) {
     const T half = theta_col_is_rz<A>(k % P) ? T(1) : T(0.5);
     Vec<T> s, c;
@@ -156,7 +163,7 @@ QKF_COEF_STEP void load_edge_gates(const SpectralParams& p, int R, int K, int64_
     for (int l = 0; l < R; ++l) w.dg[l] = {Lane<T>(T(1)), Lane<T>(T(0))};
     return;
   }
-  gather_rows<S, T>(static_cast<const S*>(p.pre_b), R, e0, n, rows);
+  gather_rows<S, T>(static_cast<const S*>(p.pre_b), R, el, rows);
   for (int l = 0; l < R; ++l) {
     Vec<T> s, c;
     vsincos<T>(vload(rows + l * L), s, c);
@@ -375,13 +382,13 @@ void coef_forward(const SpectralParams& p) {
     std::vector<Vec<T>> acc(3 * M);
 #pragma omp for schedule(static)
     for (int64_t e0 = 0; e0 < E; e0 += L) {
-      const int n = static_cast<int>(std::min<int64_t>(L, E - e0));
-      load_edge_gates<S, T, A>(p, R, K, e0, n, w);
+      const EdgeLanes el{e0, 1, static_cast<int>(std::min<int64_t>(L, E - e0))};
+      load_edge_gates<S, T, A>(p, R, K, el, w);
       build_transfer<T, A>(R, w);
       propagate<T>(R, w);
       correlate<T>(R, NQ, w, acc.data());
       for (int t = 0; t < NQ * M; ++t) vstore(w.rows.data() + t * L, acc[t]);
-      scatter_rows<S, T>(w.rows.data(), NQ * M, e0, n, out);
+      scatter_rows<S, T>(w.rows.data(), NQ * M, el, out);
     }
   }
 }
@@ -403,10 +410,10 @@ void coef_backward(const SpectralParams& p) {
     std::vector<Col<T>> gW(2 * (R + 1));
 #pragma omp for schedule(static)
     for (int64_t e0 = 0; e0 < E; e0 += L) {
-      const int n = static_cast<int>(std::min<int64_t>(L, E - e0));
-      gather_rows<T, T>(gin, NQ * M, e0, n, w.rows.data());
+      const EdgeLanes el{e0, 1, static_cast<int>(std::min<int64_t>(L, E - e0))};
+      gather_rows<T, T>(gin, NQ * M, el, w.rows.data());
       for (int t = 0; t < NQ * M; ++t) g[t] = vload(w.rows.data() + t * L);
-      load_edge_gates<T, T, A>(p, R, K, e0, n, w);
+      load_edge_gates<T, T, A>(p, R, K, el, w);
       build_transfer<T, A>(R, w);
       propagate<T>(R, w);
       correlate_adjoint<T>(R, NQ, w, g.data());
@@ -415,10 +422,120 @@ void coef_backward(const SpectralParams& p) {
       for (auto& v : gb) v = Vec<T>{};
       build_transfer_adjoint<T, A>(R, w, gW.data(), gth.data(), gb.data());
       for (int k = 0; k < K; ++k) vstore(w.rows.data() + k * L, gth[k]);
-      scatter_rows<T, T>(w.rows.data(), K, e0, n, gtheta);
+      scatter_rows<T, T>(w.rows.data(), K, el, gtheta);
       if (need_b) {
         for (int r = 0; r < R; ++r) vstore(w.rows.data() + r * L, gb[r]);
-        scatter_rows<T, T>(w.rows.data(), R, e0, n, gbias);
+        scatter_rows<T, T>(w.rows.data(), R, el, gbias);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Born layer's coefficient matrix: the weights folded in, in the layout of the GEMM
+//   y = c0 + basis^T @ cwt,  basis [2R, I, B] (spectral_kernels.h), cwt [2R, I, O]:
+// cwt[k, i, o] = weight[o, i] * C[o, i, 1 + k] (rows cos ku then sin ku) and c0[o] =
+// sum_i weight[o, i] C[o, i, 0]. Vectors of edges run over o at fixed i, so cwt, c0 and their
+// gradients move as whole vectors; theta and the weights are gathered (stride I).
+
+template <class T> inline Vec<T> load_lanes(const T* src, int n) {
+  if (n == lanes<T>()) return vload(src);
+  Vec<T> v{};
+  for (int j = 0; j < n; ++j) v[j] = src[j];
+  return v;
+}
+template <class T> inline void store_lanes(T* dst, Vec<T> v, int n) {
+  if (n == lanes<T>()) return vstore(dst, v);
+  for (int j = 0; j < n; ++j) dst[j] = v[j];
+}
+template <class T> inline Vec<T> load_strided(const T* src, int64_t stride, int n) {
+  Vec<T> v{};
+  for (int j = 0; j < n; ++j) v[j] = src[j * stride];
+  return v;
+}
+
+template <class T, int A, int RC>
+void born_coef_forward(const SpectralParams& p) {
+  constexpr int L = lanes<T>();
+  const int64_t O = p.out_dim, I = p.in_dim, nvo = cdiv(O, L);
+  const int R = RC ? RC : p.reps, NB = 2 * R, K = theta_rows(A, R) * theta_cols_of<A>();
+  const T* weight = static_cast<const T*>(p.weight);
+  T* cwt = static_cast<T*>(p.cw);
+  T* c0 = static_cast<T*>(p.c0);
+  std::vector<T>& c0w = scratch<T>(0, I * O, false);  // [I, O] weight * C[., ., 0]
+#pragma omp parallel num_threads(p.num_threads)
+  {
+    CoefWork<T> w(R, K);
+    std::vector<Vec<T>> acc(2 * R + 1);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < I * nvo; ++t) {
+      const int64_t i = t / nvo, o0 = (t % nvo) * L;
+      const EdgeLanes el{o0 * I + i, I, static_cast<int>(std::min<int64_t>(L, O - o0))};
+      load_edge_gates<T, T, A>(p, R, K, el, w);
+      build_transfer<T, A>(R, w);
+      propagate<T>(R, w);
+      correlate<T>(R, 1, w, acc.data());
+      const Vec<T> wv = load_strided(weight + o0 * I + i, I, el.n);
+      store_lanes(c0w.data() + i * O + o0, acc[0] * wv, el.n);
+      for (int k = 0; k < NB; ++k) store_lanes(cwt + (k * I + i) * O + o0, acc[1 + k] * wv, el.n);
+    }
+#pragma omp for schedule(static)
+    for (int64_t o0 = 0; o0 < O; o0 += L) {
+      const int n = static_cast<int>(std::min<int64_t>(L, O - o0));
+      Vec<T> s{};
+      for (int64_t i = 0; i < I; ++i) s += load_lanes(c0w.data() + i * O + o0, n);
+      store_lanes(c0 + o0, s, n);
+    }
+  }
+}
+
+// grad_theta, grad_pre_b (rpz, when asked) and grad_weight (when asked) from grad_cw [2R, I, O] and
+// grad_c0 [O].
+template <class T, int A, int RC>
+void born_coef_backward(const SpectralParams& p) {
+  constexpr int L = lanes<T>();
+  const int64_t O = p.out_dim, I = p.in_dim, nvo = cdiv(O, L);
+  const int R = RC ? RC : p.reps, NB = 2 * R, M = NB + 1, K = theta_rows(A, R) * theta_cols_of<A>();
+  const T* weight = static_cast<const T*>(p.weight);
+  const T* gcw = static_cast<const T*>(p.grad_cw);
+  const T* gc0 = static_cast<const T*>(p.grad_c0);
+  T* gtheta = static_cast<T*>(p.grad_theta);
+  T* gbias = static_cast<T*>(p.grad_pre_b);
+  T* gweight = static_cast<T*>(p.grad_weight);
+  const bool need_b = A == kRPZ && gbias;
+#pragma omp parallel num_threads(p.num_threads)
+  {
+    CoefWork<T> w(R, K);
+    std::vector<Vec<T>> g(M), c(M), gth(K), gb(R);
+    std::vector<Col<T>> gW(2 * (R + 1));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < I * nvo; ++t) {
+      const int64_t i = t / nvo, o0 = (t % nvo) * L;
+      const EdgeLanes el{o0 * I + i, I, static_cast<int>(std::min<int64_t>(L, O - o0))};
+      // dL/dC[0] = grad_c0[o] * weight, dL/dC[1+k] = grad_cw[k, i, o] * weight
+      g[0] = load_lanes(gc0 + o0, el.n);
+      for (int k = 0; k < NB; ++k) g[1 + k] = load_lanes(gcw + (k * I + i) * O + o0, el.n);
+      const Vec<T> wv = load_strided(weight + o0 * I + i, I, el.n);
+      load_edge_gates<T, T, A>(p, R, K, el, w);
+      build_transfer<T, A>(R, w);
+      propagate<T>(R, w);
+      if (gweight) {
+        correlate<T>(R, 1, w, c.data());
+        Vec<T> s{};
+        for (int m = 0; m < M; ++m) s += g[m] * c[m];
+        for (int j = 0; j < el.n; ++j) gweight[(o0 + j) * I + i] = s[j];
+      }
+      for (int m = 0; m < M; ++m) g[m] *= wv;
+      correlate_adjoint<T>(R, 1, w, g.data());
+      propagate_adjoint<T>(R, w, gW.data());
+      for (auto& v : gth) v = Vec<T>{};
+      for (auto& v : gb) v = Vec<T>{};
+      build_transfer_adjoint<T, A>(R, w, gW.data(), gth.data(), gb.data());
+      for (int k = 0; k < K; ++k) vstore(w.rows.data() + k * L, gth[k]);
+      scatter_rows<T, T>(w.rows.data(), K, el, gtheta);
+      if (need_b) {
+        for (int r = 0; r < R; ++r) vstore(w.rows.data() + r * L, gb[r]);
+        scatter_rows<T, T>(w.rows.data(), R, el, gbias);
       }
     }
   }

@@ -105,77 +105,90 @@ inline void harmonics_vec_exact(Vec<T> x, int R, bool px, T* out, int64_t st, T*
 // The basis of one vector of inputs. float32 inputs are computed in float64 and rounded once: the
 // recurrence would otherwise accumulate ~k ulp in cos ku and sin ku (and a 1-ulp float32 sine is
 // an angle error that the k-th harmonic multiplies by k); this costs O(B I R), not O(B I O).
+// The float vector goes through as two halves converted to double vectors and back.
 template <class T>
 inline void harmonics_vec(Vec<T> x, int R, bool px, T* out, int64_t st, T* slope) {
   if constexpr (std::is_same<T, float>::value) {
-    constexpr int L = lanes<float>(), LD = lanes<double>();
-    alignas(64) float xs[L];
-    alignas(64) double xd[LD], sd[LD];
+    typedef float Half __attribute__((vector_size(kVecBytes / 2)));
+    constexpr int LD = lanes<double>();
     alignas(64) double hd_stack[2 * 16 * LD];  // R <= 16 on the stack; larger R on the heap
     std::vector<double> hd_heap(R > 16 ? 2 * R * LD : 0);
     double* hd = R > 16 ? hd_heap.data() : hd_stack;
-    vstore(xs, x);
-    for (int h = 0; h < L; h += LD) {
-      for (int l = 0; l < LD; ++l) xd[l] = xs[h + l];
-      harmonics_vec_exact<double>(vload(xd), R, px, hd, LD, slope ? sd : nullptr);
-      for (int k = 0; k < 2 * R; ++k)
-        for (int l = 0; l < LD; ++l) out[k * st + h + l] = static_cast<float>(hd[k * LD + l]);
-      if (slope)
-        for (int l = 0; l < LD; ++l) slope[h + l] = static_cast<float>(sd[l]);
+    alignas(64) double sd[LD];
+    for (int h = 0; h < 2; ++h) {
+      Half xh;
+      std::memcpy(&xh, reinterpret_cast<const char*>(&x) + h * sizeof(Half), sizeof(Half));
+      harmonics_vec_exact<double>(__builtin_convertvector(xh, Vec<double>), R, px, hd, LD, slope ? sd : nullptr);
+      for (int k = 0; k < 2 * R; ++k) {
+        const Half o = __builtin_convertvector(vload(hd + k * LD), Half);
+        std::memcpy(out + k * st + h * LD, &o, sizeof(Half));
+      }
+      if (slope) {
+        const Half o = __builtin_convertvector(vload(sd), Half);
+        std::memcpy(slope + h * LD, &o, sizeof(Half));
+      }
     }
   } else {
     harmonics_vec_exact<T>(x, R, px, out, st, slope);
   }
 }
 
-// Born basis [B, I, 2R] (row t = b*I + i holds cos ku, then sin ku): vectors of L consecutive
-// inputs, transposed through a small [2R][L] buffer.
+// Born basis [2R, I, B] (row (k, i) holds cos ku for k < R, then sin ku, over the samples b): the
+// transposed left operand of the Born GEMM (python/qkan_fast/spectral.py), so that the GEMMs of
+// the backward run in the shapes that BLAS parallelises best. Vectors of L samples of one input;
+// x is gathered (stride I), the rows are stored whole (a partial last vector through a buffer).
 template <class T>
 void basis_forward(const SpectralParams& p) {
   constexpr int L = lanes<T>();
-  const int64_t n = p.batch * p.in_dim;
+  const int64_t B = p.batch, I = p.in_dim, nvb = cdiv(B, L);
   const int R = p.reps, NB = 2 * R;
   const T* x = static_cast<const T*>(p.x);
   T* out = static_cast<T*>(p.basis);
 #pragma omp parallel num_threads(p.num_threads)
   {
     std::vector<T> h(NB * L);
-    alignas(64) T xs[L];
 #pragma omp for schedule(static)
-    for (int64_t t0 = 0; t0 < n; t0 += L) {
-      const int m = static_cast<int>(std::min<int64_t>(L, n - t0));
-      for (int l = 0; l < L; ++l) xs[l] = l < m ? x[t0 + l] : T(0);
-      harmonics_vec<T>(vload(xs), R, p.px, h.data(), L, nullptr);
-      for (int l = 0; l < m; ++l)
-        for (int k = 0; k < NB; ++k) out[(t0 + l) * NB + k] = h[k * L + l];
+    for (int64_t t = 0; t < I * nvb; ++t) {
+      const int64_t i = t / nvb, b0 = (t % nvb) * L;
+      const int m = static_cast<int>(std::min<int64_t>(L, B - b0));
+      const Vec<T> xs = load_strided(x + b0 * I + i, I, m);
+      T* row = out + i * B + b0;
+      if (m == L) {
+        harmonics_vec<T>(xs, R, p.px, row, I * B, nullptr);
+        continue;
+      }
+      harmonics_vec<T>(xs, R, p.px, h.data(), L, nullptr);
+      for (int k = 0; k < NB; ++k)
+        for (int j = 0; j < m; ++j) row[k * I * B + j] = h[k * L + j];
     }
   }
 }
 
+// grad_x [B, I] from grad_basis [2R, I, B]
 template <class T>
 void basis_backward(const SpectralParams& p) {
   constexpr int L = lanes<T>();
-  const int64_t n = p.batch * p.in_dim;
+  const int64_t B = p.batch, I = p.in_dim, nvb = cdiv(B, L);
   const int R = p.reps, NB = 2 * R;
   const T* x = static_cast<const T*>(p.x);
   const T* g = static_cast<const T*>(p.grad_basis);
   T* gx = static_cast<T*>(p.grad_x);
 #pragma omp parallel num_threads(p.num_threads)
   {
-    std::vector<T> h(NB * L), gt(NB * L);
-    alignas(64) T xs[L], sl[L], r[L];
+    std::vector<T> h(NB * L);
+    alignas(64) T sl[L];
 #pragma omp for schedule(static)
-    for (int64_t t0 = 0; t0 < n; t0 += L) {
-      const int m = static_cast<int>(std::min<int64_t>(L, n - t0));
-      for (int l = 0; l < L; ++l) xs[l] = l < m ? x[t0 + l] : T(0);
-      for (int l = 0; l < L; ++l)
-        for (int k = 0; k < NB; ++k) gt[k * L + l] = l < m ? g[(t0 + l) * NB + k] : T(0);
-      harmonics_vec<T>(vload(xs), R, p.px, h.data(), L, sl);
+    for (int64_t t = 0; t < I * nvb; ++t) {
+      const int64_t i = t / nvb, b0 = (t % nvb) * L;
+      const int m = static_cast<int>(std::min<int64_t>(L, B - b0));
+      const T* grow = g + i * B + b0;
+      harmonics_vec<T>(load_strided(x + b0 * I + i, I, m), R, p.px, h.data(), L, sl);
       Vec<T> s{};  // d/du cos ku = -k sin ku, d/du sin ku = k cos ku
       for (int k = 0; k < R; ++k)
-        s += T(k + 1) * (vload(&gt[(R + k) * L]) * vload(&h[k * L]) - vload(&gt[k * L]) * vload(&h[(R + k) * L]));
-      vstore(r, s * vload(sl));
-      for (int l = 0; l < m; ++l) gx[t0 + l] = r[l];
+        s += T(k + 1) * (load_lanes(grow + (R + k) * I * B, m) * vload(&h[k * L]) -
+                         load_lanes(grow + k * I * B, m) * vload(&h[(R + k) * L]));
+      s *= vload(sl);
+      for (int j = 0; j < m; ++j) gx[(b0 + j) * I + i] = s[j];
     }
   }
 }
@@ -576,7 +589,7 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
 // --------------------------------------------------------------------------------------------
 // entry: dtype, ansatz and R become compile-time constants here
 
-enum class Mode { kCoef, kCoefBackward, kBasis, kBasisBackward, kForward, kBackward };
+enum class Mode { kCoef, kCoefBackward, kBasis, kBasisBackward, kForward, kBackward, kBornCoef, kBornCoefBackward };
 
 template <class F>
 void dispatch_reps(int R, F&& f) {
@@ -611,6 +624,16 @@ void run_typed(const SpectralParams& p, Mode mode) {
     case Mode::kCoefBackward:
       dispatch_ansatz(p.ansatz, [&](auto tag) {
         dispatch_reps(p.reps, [&](auto rc) { coef_backward<T, decltype(tag)::value, decltype(rc)::value>(p); });
+      });
+      return;
+    case Mode::kBornCoef:
+      dispatch_ansatz(p.ansatz, [&](auto tag) {
+        dispatch_reps(p.reps, [&](auto rc) { born_coef_forward<T, decltype(tag)::value, decltype(rc)::value>(p); });
+      });
+      return;
+    case Mode::kBornCoefBackward:
+      dispatch_ansatz(p.ansatz, [&](auto tag) {
+        dispatch_reps(p.reps, [&](auto rc) { born_coef_backward<T, decltype(tag)::value, decltype(rc)::value>(p); });
       });
       return;
     case Mode::kBasis: basis_forward<T>(p); return;
