@@ -89,8 +89,9 @@ def test_matches_circuit_and_reference_f32(ansatz, fast, R):
 
 @pytest.mark.parametrize("fast", MEASURES)
 def test_larger_layer_every_block_path(fast):
-    """Batches over several backward blocks and sub-blocks, R > 8 (the runtime-R kernels)."""
-    for R, (B, I, O) in ((3, (600, 3, 9)), (10, (130, 4, 5))):
+    """Batches over several backward blocks and sub-blocks, R > 8 (the runtime-R kernels), outputs
+    over more than one SIMD vector with a partial last one (the Born coefficient tiles)."""
+    for R, (B, I, O) in ((3, (600, 3, 9)), (10, (130, 4, 5)), (2, (50, 7, 37))):
         gen = make_gen("spectral-large", fast, R)
         p = _params("pz", O, I, R, gen, F64)
         x = _inputs("pz", B, I, gen, F64)
@@ -366,6 +367,9 @@ def test_opcheck_custom_ops():
         (spectral.spectral_coef, (theta.detach().float().requires_grad_(), theta.new_empty(0).float(),
                                   ops.ANSATZ_CODES["pz"], R, 3, True)),
         (spectral.spectral_basis, (x, R, False)),
+        (spectral.spectral_basis, ((0.9 * torch.rand(B, I, generator=gen, dtype=F64)).requires_grad_(), R, True)),
+        (spectral.spectral_born_coef, (theta, theta.new_empty(0), w, ops.ANSATZ_CODES["pz"], R)),
+        (spectral.spectral_born_coef, (theta_rpz, bias, w, ops.ANSATZ_CODES["rpz"], R)),
         (spectral.spectral_fast_layer, (x, coef.requires_grad_(), w, R, False)),
     ]
     for op, args in cases:
