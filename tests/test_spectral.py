@@ -99,6 +99,27 @@ def test_larger_layer_every_block_path(fast):
         _compare(p, x, gy, "pz", R, fast, TOL[F64], engines=("circuit",))
 
 
+@pytest.mark.parametrize("fast", MEASURES)
+def test_wide_layer_pruned_edges_and_poles(fast):
+    """I >= 32 with several 64-sample chunks (the fast backward writes each edge's sums directly),
+    pruned edges (mask 0: zero gradients, not stale memory) and theta ~ N(0, 1) (pole lanes)."""
+    gen = make_gen("spectral-wide", fast)
+    B, I, O, R = 150, 40, 6, 3
+    p = _params("pz", O, I, R, gen, F64)
+    p["theta"] = torch.randn(p["theta"].shape, generator=gen, dtype=F64)
+    p["mask"] = (torch.rand(O, I, generator=gen, dtype=F64) > 0.3).to(F64)
+    p["mask"][:4, ::3] = 0  # whole output blocks pruned
+    x = _inputs("pz", B, I, gen, F64)
+    gy = torch.randn(B, O, generator=gen, dtype=F64)
+    _compare(p, x, gy, "pz", R, fast, TOL[F64], engines=("circuit",))
+    # postact weights frozen: the kernels skip the pruned blocks altogether
+    kw = dict(ansatz="pz", reps=R, fast_measure=fast, preact_trainable=False, grad_names={"theta"})
+    got, want = (run_layer(x, p, gy, engine=e, **kw) for e in ("spectral", "circuit"))
+    for key in want:
+        assert_close_scaled(got[key], want[key], TOL[F64], msg=key)
+    assert not got["theta"][:4, ::3].any()
+
+
 # =============================================================================================
 # near a pole: the Bloch formula keeps circuit-engine precision
 # =============================================================================================

@@ -377,7 +377,10 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
   const int64_t n_blocks = std::max<int64_t>(1, std::min<int64_t>(n_ch, cdiv(32, I)));
   const int64_t ch_per_blk = cdiv(n_ch, n_blocks);
   const int64_t per_edge = kQ * M + 1;  // coefficient sums (Z, X, Y), weight sum
-  std::vector<double>& partial = scratch<double>(6, n_blocks * E * per_edge, true);  // slot 6: T may be double
+  // several blocks: float64 partial sums per block, added in a fixed order after the items; one
+  // block (I >= 32): each item writes its edges' sums straight to the outputs
+  const bool direct = n_blocks == 1;
+  std::vector<double>& partial = scratch<double>(6, direct ? 0 : n_blocks * E * per_edge, true);  // slot 6: T may be double
   std::vector<T>& dut = scratch<T>(1, NEED_X ? I * bs : 0, true);  // [I][bs] dL/du
 
 #pragma omp parallel num_threads(p.num_threads)
@@ -387,6 +390,7 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
       for (int64_t b = 0; b < B; ++b) gyt[o * bs + b] = gy[b * O + o];
 
     std::vector<Vec<T>> accc(OB * kQ * M + OB);  // coefficient-gradient accumulators [OB][kQ][M], weight [OB]
+    std::vector<Vec<T>> red(OB * kQ * M + OB);   // the accumulators to reduce
     std::vector<T> sums_t(OB * kQ * M + OB);
     alignas(64) T gzb[OB][SB];
     alignas(64) T zb[OB][SB];
@@ -414,7 +418,14 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
           w[oo] = oo < no ? weight[e] : T(0);
           live |= w[oo] != T(0);
         }
-        if (!live && !need_w) continue;  // pruned edges: no gradient flows
+        if (!live && !need_w) {  // pruned edges: no gradient flows
+          if (direct && need_c)
+            for (int oo = 0; oo < no; ++oo) {
+              T* gc = static_cast<T*>(p.grad_coef) + ((o0 + oo) * I + i) * kQ * M;
+              std::fill(gc, gc + kQ * M, T(0));
+            }
+          continue;
+        }
         // Z coefficient sums always; X and Y only once a pole lane occurs (they are rare)
         bool xy_live[OB] = {};
         for (int oo = 0; oo < OB; ++oo)
@@ -519,17 +530,39 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
             }
           }
         }
-        // lane sums of the accumulators: [OB][kQ][M] coefficient sums, then [OB] weight sums
-        for (int oo = 0; oo < OB; ++oo) {
-          if (!xy_live[oo])
-            for (int k = M; k < kQ * M; ++k) accc[oo * kQ * M + k] = Vec<T>{};
-          accc[OB * kQ * M + oo] = accw[oo];
-        }
-        reduce_lanes<T>(accc.data(), OB * kQ * M + OB, sums_t.data());
+        // lane sums: the Z coefficient sums [OB][M] and weight sums [OB] always, the X and Y sums
+        // [2M] only of outputs where a pole lane occurred (elsewhere they are zero)
+        int nr = 0;
+        for (int oo = 0; oo < OB; ++oo)
+          for (int k = 0; k < M; ++k) red[nr++] = accc[oo * kQ * M + k];
+        for (int oo = 0; oo < OB; ++oo) red[nr++] = accw[oo];
+        for (int oo = 0; oo < OB; ++oo)
+          if (xy_live[oo])
+            for (int k = M; k < kQ * M; ++k) red[nr++] = accc[oo * kQ * M + k];
+        reduce_lanes<T>(red.data(), nr, sums_t.data());
+        int xy_at = OB * M + OB;
         for (int oo = 0; oo < no; ++oo) {
-          double* dst = partial.data() + (blk * E + (o0 + oo) * I + i) * per_edge;
-          for (int k = 0; k < kQ * M; ++k) dst[k] = double(sums_t[oo * kQ * M + k]);
-          dst[kQ * M] = double(sums_t[OB * kQ * M + oo]);
+          const int64_t e = (o0 + oo) * I + i;
+          const T* zs = sums_t.data() + oo * M;
+          const T* xy = xy_live[oo] ? sums_t.data() + xy_at : nullptr;
+          if (xy_live[oo]) xy_at += 2 * M;
+          const T ws = sums_t[OB * M + oo];
+          if (direct) {
+            if (need_c) {
+              T* gc = static_cast<T*>(p.grad_coef) + e * kQ * M;
+              std::copy(zs, zs + M, gc);
+              if (xy)
+                std::copy(xy, xy + 2 * M, gc + M);
+              else
+                std::fill(gc + M, gc + kQ * M, T(0));
+            }
+            if (need_w) static_cast<T*>(p.grad_weight)[e] = ws;
+          } else {
+            double* dst = partial.data() + (blk * E + e) * per_edge;
+            for (int k = 0; k < M; ++k) dst[k] = double(zs[k]);
+            for (int k = 0; k < 2 * M; ++k) dst[M + k] = xy ? double(xy[k]) : 0.0;
+            dst[kQ * M] = double(ws);
+          }
         }
       }
     }
@@ -537,7 +570,7 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
     // fixed-order sum over blocks, then scatter to the output layouts
     std::vector<double> sums(per_edge);
 #pragma omp for schedule(static)
-    for (int64_t e = 0; e < E; ++e) {
+    for (int64_t e = 0; e < (direct ? 0 : E); ++e) {
       std::fill(sums.begin(), sums.end(), 0.0);
       for (int64_t blk = 0; blk < n_blocks; ++blk) {
         const double* src = partial.data() + (blk * E + e) * per_edge;
