@@ -280,6 +280,10 @@ QKF_COEF_STEP void correlate_adjoint(int R, int NQ, CoefWork<T>& w, const Vec<T>
     }
   }
   if (NQ == 1) return;
+  // the fast measure's X and Y gradients are zero but where a sample came near a pole: skip them
+  IVec<T> live{};
+  for (int t = M; t < 3 * M; ++t) live |= g[t] != T(0);
+  if (!any_lane<T>(live)) return;
   // L = sum_k Re(w_k conj(c_k)) with c_0 = GX0 + i GY0 and, for k > 0,
   // c_k = (GXc + GYs) + i (GYc - GXs), c_{-k} = (GXc - GYs) + i (GXs + GYc)
   const Vec<T>*gx = g + M, *gy = g + 2 * M;

@@ -310,7 +310,6 @@ void fast_forward(const SpectralParams& p, const Prepared<T>& pr) {
     Vec<T> acc[OB][NV];
     for (int oo = 0; oo < OB; ++oo)
       for (int v = 0; v < NV; ++v) acc[oo][v] = Vec<T>{};
-    Vec<T> zst[OB][NV];
     for (int64_t i = 0; i < I; ++i) {
       const T* c[OB];
       T w[OB];
@@ -331,16 +330,17 @@ void fast_forward(const SpectralParams& p, const Prepared<T>& pr) {
           Vec<T> phi, gp;
           measure_z<T, false>(z[oo], phi, gp);
           acc[oo][v] += w[oo] * phi;
-          zst[oo][v] = z[oo];
           const Vec<T> az = vabs<T>(z[oo]);
           amax = az > amax ? az : amax;
         }
       }
       if (!any_lane<T>(amax > pole_abs_z<T>())) continue;
-      // vectors with a lane near a pole: replace the Z formula by the Bloch formula there
+      // vectors with a lane near a pole (rare): replace the Z formula by the Bloch formula there;
+      // Z is recomputed (keeping it would need OB x NV more registers in the main loop)
       for (int oo = 0; oo < no; ++oo)
         for (int v = 0; v < NV && v * L < n; ++v) {
-          const Vec<T> zv = zst[oo][v];
+          Vec<T> zv;
+          dots<T, RC, 1>(&c[oo], bk + v * L, bs, R, &zv);
           const auto pole = vabs<T>(zv) > pole_abs_z<T>();
           if (!any_lane<T>(pole)) continue;
           const T* cq[2] = {c[oo] + M, c[oo] + 2 * M};
