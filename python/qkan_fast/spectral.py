@@ -8,22 +8,28 @@ trigonometric polynomial of degree R in u:
 
 and so are the other Bloch components X + iY = 2 conj(alpha) beta of the final state.
 
-Coefficients (`spectral_coef`, csrc/cpu/spectral_kernels.h): the circuit of every edge at the
-2R+1 angles u_m = 2 pi m / (2R+1), run by daruan.h's gate code with one edge per SIMD lane, and a
-(2R+1) x (2R+1) DFT; the backward is an adjoint sweep per sample angle (gradients to theta and,
-for rpz, whose data gate turns by u + b, to preacts_bias). px is sampled in the angle itself:
-RX(u) = S^dag RY(u) S with S the phase gate of pi/2, which commutes with the RZ gates, so px at
-angle u is, up to a global phase, the mix circuit with theta'[l] = (theta[l, 0], 0) except
-theta'[0, 0] += pi/2 and theta'[R, 0] -= pi/2 (`mix_form_of_px`); feeding arccos(cos u_m) instead
-would fold u > pi back onto 2 pi - u and give wrong coefficients. The coefficients cost
-O(O I R^2); the Born path makes them in the layer's dtype, the fast measure samples in float64
-and rounds to the layer's dtype (see layer(); the backward runs in the layer's dtype).
+Coefficients (`spectral_coef`, csrc/cpu/spectral_coef.h): up to a global phase every ansatz is
+psi(u) = W_R P(u) ... W_1 P(u) v_0 with P(u) = diag(1, e^{iu}) and u-independent W_l, v_0 built from
+the edge's fixed gates by daruan.h's gate code (an RY data gate is e^{-iu/2} V P(u) V^dag), so alpha
+and beta are polynomials in e^{iu} of degree R: the kernel propagates their coefficients (one edge
+per SIMD lane, O(R^2) per edge, no sampling) and correlates them into the Fourier rows of Z, X and
+Y. The backward is the adjoint of those steps, ending in daruan.h's adjoint sweep on the columns of
+each repetition's gate matrix (gradients to theta and, for rpz, whose data gate turns by u + b, to
+preacts_bias). px runs in the angle itself: RX(u) = S^dag RY(u) S with S the phase gate of pi/2,
+which commutes with the RZ gates, so px at angle u is, up to a global phase, the mix circuit with
+theta'[l] = (theta[l, 0], 0) except theta'[0, 0] += pi/2 and theta'[R, 0] -= pi/2
+(`mix_form_of_px`). The Born path makes the coefficients in the layer's dtype; the fast measure
+computes them in float64 and rounds once (near a pole its Bloch formula divides by
+r = 2 |alpha| |beta|, and float32 coefficients would double to triple its x-gradient error at R = 8:
+measured against the float64 truth); both backwards run in the layer's dtype.
 
 Layers (y = sum_i W[o,i] phi_oi(x[b,i]), W = postact_weights * mask; ops.qkan_layer adds the
 postact bias and base terms):
-- Born (phi = Z): y = Phi @ C'^T + sum_i C'[:, i, 0], Phi[b, (i, k)] = (cos ku, sin ku) of u[b,i]
-  (built once per (b, i) by `spectral_basis`), C' = C * W: one GEMM (B, 2RI) x (2RI, O) on torch's
-  BLAS; the gradients are two more GEMMs, the basis backward and the coefficient backward.
+- Born (phi = Z): y = c0 + Phi^T @ C', one GEMM (B, 2RI) x (2RI, O) on torch's BLAS, with
+  Phi [2R, I, B] the basis (cos ku, sin ku) of u[b,i] (`spectral_basis`, samples last) and
+  C' [2R, I, O] = W * C, c0 = sum_i W C[:, i, 0] (`spectral_born_coef`: weights folded in by the
+  coefficient kernel). The gradients are two more GEMMs in the shapes BLAS splits best over threads
+  (`_BornGemm`), the basis backward and the coefficient backward (which also gives dL/dW).
 - fast measure (phi = |alpha| - |beta| = sqrt((1+Z)/2) - sqrt((1-Z)/2)): a fused CPU kernel
   (`spectral_fast_layer`) that never materialises (B, O, I), with its own backward. Near a pole
   (|alpha| or |beta| -> 0) that formula is ill-conditioned (float32 gradients would lose up to
@@ -59,7 +65,7 @@ def n_coef(reps: int) -> int:
 
 
 def sample_angles(reps: int) -> list:
-    """The 2R+1 angles u_m = 2 pi m / (2R+1) at which the circuit is sampled."""
+    """The 2R+1 angles u_m = 2 pi m / (2R+1) at which _coef_reference samples the circuit."""
     m = n_coef(reps)
     return [2.0 * math.pi * j / m for j in range(m)]
 
@@ -174,7 +180,8 @@ def _coef_params(theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int):
 
 
 def _coef_reference(theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int) -> Tensor:
-    """Other devices: the samples by the reference simulator (torch ops), then the DFT."""
+    """Other devices: the circuit at the 2R+1 angles u_m by the reference simulator (torch ops),
+    then a DFT."""
     from . import reference
 
     name = ops.ANSATZE[ansatz]
@@ -198,7 +205,7 @@ def spectral_coef(theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int,
     """Fourier coefficients [O, I, nq, 2R+1] of every edge's Bloch components Z (, X, Y) as
     functions of the data angle u; rows 1, cos ku (k = 1..R), sin ku. theta [O, I, Rt, P];
     pre_b [O, I, R] (rpz: e = u + b) or empty. px is passed in as its mix form (mix_form_of_px).
-    exact: sample in float64 and round to theta's dtype (the backward stays in theta's dtype)."""
+    exact: compute in float64 and round to theta's dtype (the backward stays in theta's dtype)."""
     theta, pre_b = theta.contiguous(), pre_b.contiguous()
     if theta.device.type != "cpu":
         if exact and theta.dtype != torch.float64:
@@ -305,7 +312,7 @@ def coefficients(
     exact: bool = False,
 ) -> Tensor:  # [O, I, 2R+1], or [O, I, 3, 2R+1] (Z, X, Y) with bloch; O = 1 for grouped parameters
     """The Fourier coefficients of every edge's Born value Z (and X, Y with bloch) in the data
-    angle, differentiable in theta and (rpz) preacts_bias; in `dtype` (default theta's), sampled in
+    angle, differentiable in theta and (rpz) preacts_bias; in `dtype` (default theta's), computed in
     float64 and rounded when exact (the backward stays in `dtype`)."""
     theta, b, code = _edge_params(theta, preacts_bias, ops.canonical_ansatz(ansatz), reps, in_dim, 0,
                                   dtype or theta.dtype)
@@ -607,10 +614,11 @@ def layer(
     px = ansatz == "px"
     x = x.contiguous()
     if fast_measure and x.device.type == "cpu":
-        # coefficients sampled in float64 and rounded (exact=True): near a pole the kernel's Bloch
-        # formula divides by r = 2 |alpha| |beta|, and a float32 sampler's coefficient error (~20 ulp
-        # at R = 8) would then dominate the x gradient; rounded float64 ones make the spectral engine
-        # as accurate as the circuit engine there. Only the forward sampling runs in float64.
+        # coefficients computed in float64 and rounded (exact=True): near a pole the kernel's Bloch
+        # formula divides by r = 2 |alpha| |beta|, and float32 coefficients (a few ulp each) would
+        # then dominate the x gradient (2-6x the circuit engine's error at R = 8, measured); rounded
+        # float64 ones keep the spectral engine as accurate as the circuit engine there. Only the
+        # forward coefficients run in float64.
         coef = coefficients(theta, preacts_bias, ansatz=ansatz, reps=reps, in_dim=in_dim, dtype=x.dtype,
                             bloch=True, exact=True)
         coef = coef.expand(out_dim, in_dim, *coef.shape[2:]).contiguous()
