@@ -393,8 +393,6 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
     std::vector<Vec<T>> red(OB * kQ * M + OB);   // the accumulators to reduce
     std::vector<T> sums_t(OB * kQ * M + OB);
     alignas(64) T gzb[OB][SB];
-    alignas(64) T zb[OB][SB];
-    alignas(64) T dzb[OB][SB];
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < I * n_blocks; ++item) {
       const int64_t i = item / n_blocks, blk = item % n_blocks;
@@ -454,8 +452,6 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
               // pole lanes: dL/dZ here is 0 (it could be huge), the Bloch pass supplies theirs
               const Vec<T> gz = az > pole_abs_z<T>() ? vset<T>(0) : (w[oo] * gyv) * gp;
               vstore(&gzb[oo][j], gz);
-              vstore(&zb[oo][j], z[oo]);
-              if (NEED_X) vstore(&dzb[oo][j], dz[oo]);
               accw[oo] += gyv * phi;  // pole lanes are corrected by the Bloch pass
               if (NEED_X) du += gz * dz[oo];
             }
@@ -466,7 +462,8 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
             for (int oo = 0; oo < no; ++oo)
               for (int v = 0; v < nv; ++v) {
                 const int j = v * L;
-                const Vec<T> zv = vload(&zb[oo][j]);
+                Vec<T> zv;  // recomputed: keeping Z and dZ/du costs the main loop two stores
+                dots<T, RC, 1>(&c[oo], bk + j, bs, R, &zv);
                 const Vec<T> pole = vabs<T>(zv) > pole_abs_z<T>() ? vset<T>(1) : vset<T>(0);
                 if (!any_lane<T>(vabs<T>(zv) > pole_abs_z<T>())) continue;
                 const T* cq[2] = {c[oo] + M, c[oo] + 2 * M};
@@ -493,7 +490,9 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
                   const T* dq[2] = {d[oo] + M, d[oo] + 2 * M};
                   Vec<T> dv[2];
                   dots<T, RC, 2>(dq, bk + j, bs, R, dv);
-                  const Vec<T> du = gq[0] * vload(&dzb[oo][j]) + gq[1] * dv[0] + gq[2] * dv[1];
+                  Vec<T> dzv;
+                  dots<T, RC, 1>(&d[oo], bk + j, bs, R, &dzv);
+                  const Vec<T> du = gq[0] * dzv + gq[1] * dv[0] + gq[2] * dv[1];
                   vstore(dui + sb0 + j, vload(dui + sb0 + j) + du);
                 }
               }
