@@ -175,16 +175,18 @@ constexpr int kQ = 3;  // components per edge: Z, X, Y
 // Per-call preparation. The basis is kept as rows [I][2R][bs] over the samples, bs = B rounded up
 // to kChunk plus one cache line (rows of a power-of-two batch would otherwise alias in L1); padding
 // lanes hold the basis of x = 0 so that whole vectors can always be processed. Also: du/dx per
-// (i, b) for px, the coefficients in T with an extra zero edge at index E (it fills partial output
-// tiles), and for the gradient of x the derivative coefficients of each component:
+// (i, b) for px, a zero edge (it fills partial output tiles; the coefficients themselves are read
+// in place), and for the gradient of x the derivative coefficients of each component:
 // dV/du = sum_k k C[R+k] cos ku - k C[k] sin ku. Padding lanes hold a zero basis (finite, and
 // never read into a result: dL/dy is zero there and forward tiles store only real samples).
 template <class T> struct Prepared {
   int64_t bs = 0;               // padded row length
   const T* bt = nullptr;        // [I][2R][bs]
   const T* slope = nullptr;     // [I][bs] (px backward)
-  const T* cf = nullptr;        // [E+1][kQ][2R+1]
-  const T* df = nullptr;        // [E+1][kQ][2R+1], constant term 0 (the same layout as cf)
+  const T* cf = nullptr;        // [E][kQ][2R+1]  the caller's coefficients
+  const T* df = nullptr;        // [E][kQ][2R+1], constant term 0 (the same layout as cf)
+  const T* zero = nullptr;      // [kQ][2R+1] zeros: coefficients and derivatives of padding edges
+  const T* edge(const T* base, int64_t e, bool real, int M) const { return real ? base + e * kQ * M : zero; }
 };
 
 template <class T>
@@ -199,12 +201,12 @@ Prepared<T> prepare(const SpectralParams& p, bool with_slope, bool with_deriv) {
   const int64_t bs = pr.bs, nvec = cdiv(B, L);
   T* bt = scratch<T>(2, I * NB * bs, false).data();
   T* slope = with_slope ? scratch<T>(3, I * bs, false).data() : nullptr;
-  T* cf = scratch<T>(4, (E + 1) * kQ * M, true).data();
-  T* df = with_deriv ? scratch<T>(5, (E + 1) * kQ * M, true).data() : nullptr;
+  T* df = with_deriv ? scratch<T>(5, E * kQ * M, false).data() : nullptr;
   pr.bt = bt;
   pr.slope = slope;
-  pr.cf = cf;
+  pr.cf = coef;
   pr.df = df;
+  pr.zero = scratch<T>(4, kQ * M, true).data();
 #pragma omp parallel num_threads(p.num_threads)
   {
     alignas(64) T xs[L];
@@ -217,15 +219,15 @@ Prepared<T> prepare(const SpectralParams& p, bool with_slope, bool with_deriv) {
         for (int k = 0; k < NB; ++k) std::fill(bt + (i * NB + k) * bs + nvec * L, bt + (i * NB + k + 1) * bs, T(0));
     }
 #pragma omp for schedule(static)
-    for (int64_t e = 0; e < E; ++e)
+    for (int64_t e = 0; e < (with_deriv ? E : 0); ++e)
       for (int q = 0; q < kQ; ++q) {
         const T* c = coef + (e * kQ + q) * M;
-        std::copy(c, c + M, cf + (e * kQ + q) * M);
-        if (with_deriv)
-          for (int k = 0; k < R; ++k) {
-            df[(e * kQ + q) * M + 1 + k] = T(k + 1) * c[1 + R + k];
-            df[(e * kQ + q) * M + 1 + R + k] = -T(k + 1) * c[1 + k];
-          }
+        T* d = df + (e * kQ + q) * M;
+        d[0] = T(0);
+        for (int k = 0; k < R; ++k) {
+          d[1 + k] = T(k + 1) * c[1 + R + k];
+          d[1 + R + k] = -T(k + 1) * c[1 + k];
+        }
       }
   }
   return pr;
@@ -315,8 +317,8 @@ void fast_forward(const SpectralParams& p, const Prepared<T>& pr) {
       T w[OB];
       bool any = false;
       for (int oo = 0; oo < OB; ++oo) {
-        const int64_t e = oo < no ? (o0 + oo) * I + i : E;  // E: the zero edge
-        c[oo] = pr.cf + e * kQ * M;
+        const int64_t e = (o0 + oo) * I + i;
+        c[oo] = pr.edge(pr.cf, e, oo < no, M);
         w[oo] = oo < no ? weight[e] : T(0);
         any |= w[oo] != T(0);
       }
@@ -409,9 +411,9 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
         T w[OB];
         bool live = false;
         for (int oo = 0; oo < OB; ++oo) {
-          const int64_t e = oo < no ? (o0 + oo) * I + i : E;
-          c[oo] = pr.cf + e * kQ * M;
-          d[oo] = NEED_X ? pr.df + e * kQ * M : nullptr;
+          const int64_t e = (o0 + oo) * I + i;
+          c[oo] = pr.edge(pr.cf, e, oo < no, M);
+          d[oo] = NEED_X ? pr.edge(pr.df, e, oo < no, M) : nullptr;
           g[oo] = gyt.data() + (oo < no ? o0 + oo : O) * bs;
           w[oo] = oo < no ? weight[e] : T(0);
           live |= w[oo] != T(0);
