@@ -119,17 +119,17 @@ def applies(ansatz: str, preact_trainable: bool, preacts_weight: Tensor, dtype: 
 
 
 # engine="auto" picks the spectral engine where it applies and was measured faster than the circuit
-# engine. Measurements (bench/spectral_vs_circuit.py, bench/results/spectral_cpu.json, and a sweep
-# over ansatz x (B, I, O) x R in {1..8} x measure x theta distribution; CPU time of one thread,
-# AMD EPYC Zen 4 with AVX-512, torch 2.13, float32), forward+backward speedup circuit/spectral:
-# - B*I*O >= 2^17 edge-samples and O >= 8: 1.2x-7x for pz, rpz, mix and px, both measures, every R
-#   (Born 1.5x-7x; fast measure 2x-6x at initialisation, 1.3x-3.6x with theta ~ N(0, 1), where the
-#   pole treatment runs for a few per cent of the samples);
-# - smaller layers: 0.6x-1.3x (the spectral path has ~100-200 us more fixed cost per call: more
-#   custom ops and small tensor ops around them); very narrow layers (O <= 4, any B): 0.6x-1.1x
-#   (the per-input basis is shared by too few outputs);
-# - `real` with the fast measure: 0.9x-1.4x (its real amplitudes cross zero, so most vectors of
-#   samples take the pole path).
+# engine. Measurements (bench/spectral_auto_sweep.py -> bench/results/spectral_auto_sweep.json, and
+# bench/spectral_vs_circuit.py -> bench/results/spectral_cpu.json; CPU time of one thread, AMD EPYC
+# Zen 4 with AVX-512, torch 2.13, float32, theta as constructed), forward+backward speedup
+# circuit/spectral:
+# - B*I*O >= 2^17 edge-samples and O >= 8: 1.1x-5.2x for pz and mix, both measures, R = 1, 3, 8
+#   (Born 1.1x-5.2x, growing with the layer; fast measure 1.4x-3.7x for pz, 1.1x-1.5x for mix,
+#   whose RY data gates take states through the poles, where the kernel's Bloch formula runs);
+# - 2^16: 1.0x-2.0x; below: 0.7x-1.1x (the spectral path's fixed cost per call: more custom ops);
+#   O <= 4: 0.7x-1.4x (the per-input basis is shared by too few outputs);
+# - `real` with the fast measure: 0.9x-1.4x (earlier sweep: its real amplitudes cross zero, so most
+#   vectors of samples take the pole path).
 # Grouped parameters stay on the circuit engine (it already computes phi once per (b, i)); other
 # devices too (no fused fast-measure kernel there yet, and no measurements).
 AUTO_MIN_EDGE_SAMPLES = 2**17
