@@ -58,7 +58,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     records = []
-    print(f"{'ansatz':6} {'R':>2} {'measure':7} {'B':>5} {'I':>4} {'O':>4} {'B*I*O':>8} | spectral ms  circuit ms  speedup")
+    head = f"{'ansatz':6} {'R':>2} {'measure':7} {'B':>5} {'I':>4} {'O':>4} {'B*I*O':>8}"
+    print(head + " | spectral ms  circuit ms  speedup")
     for ansatz in args.ansatze:
         for R in args.reps:
             for fast in (True, False):
@@ -66,7 +67,8 @@ def main():
                     sp, ms, mc = ratio(shape, R, fast, ansatz, args.repeats)
                     B, I, O = shape
                     m = "fast" if fast else "born"
-                    print(f"{ansatz:6} {R:>2} {m:7} {B:>5} {I:>4} {O:>4} {B * I * O:>8} | {ms:11.3f} {mc:11.3f} {sp:8.2f}")
+                    row = f"{ansatz:6} {R:>2} {m:7} {B:>5} {I:>4} {O:>4} {B * I * O:>8}"
+                    print(row + f" | {ms:11.3f} {mc:11.3f} {sp:8.2f}")
                     records.append(dict(ansatz=ansatz, R=R, measure=m, B=B, I=I, O=O, spectral_ms=ms, circuit_ms=mc,
                                         speedup=sp))
     if args.json:

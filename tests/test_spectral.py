@@ -373,6 +373,39 @@ def test_gradcheck(ansatz, fast):
                                     fast_mode=ansatz != "pz")
 
 
+@pytest.mark.parametrize("px", [False, True])
+def test_torch_paths_match_cpu_kernels(px):
+    """The plain-torch bodies that other devices run (basis, its backward, the Born operand and its
+    backward) against the CPU kernels, called directly on CPU tensors (no GPU needed)."""
+    gen = make_gen("torch-paths", px)
+    R, B, I, O = 3, 21, 5, 19
+    x = torch.rand(B, I, generator=gen, dtype=F64)
+    x = 0.95 * (2 * x - 1) if px else 3 * torch.special.ndtri(x.clamp(1e-3, 1 - 1e-3))
+    torch.testing.assert_close(spectral._basis_torch(x, R, px), spectral.spectral_basis(x, R, px), rtol=0, atol=1e-12)
+    g = torch.randn(2 * R, I, B, generator=gen, dtype=F64)
+    gx = spectral.spectral_basis_backward(g, x, R, px)
+    with torch.enable_grad():
+        xx = x.clone().requires_grad_()
+        (spectral._basis_torch(xx, R, px) * g).sum().backward()
+    torch.testing.assert_close(gx, xx.grad, rtol=0, atol=1e-9)
+
+    theta = torch.randn(O, I, R + 1, 2, generator=gen, dtype=F64)
+    w = torch.randn(O, I, generator=gen, dtype=F64)
+    code, none = ops.ANSATZ_CODES["pz"], theta.new_empty(0)
+    want = spectral._born_coef_torch(theta, none, w, code, R)
+    got = spectral.spectral_born_coef(theta, none, w, code, R)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    gcw, gc0 = torch.randn_like(want[0]), torch.randn_like(want[1])
+    got_g = spectral.spectral_born_coef_backward(gcw, gc0, theta, none, w, code, R, [True, False, True])
+    with torch.enable_grad():
+        th, ww = theta.clone().requires_grad_(), w.clone().requires_grad_()
+        cw, c0 = spectral._born_coef_torch(th, none, ww, code, R)
+        ((cw * gcw).sum() + (c0 * gc0).sum()).backward()
+    torch.testing.assert_close(got_g[0], th.grad, rtol=0, atol=1e-10)
+    torch.testing.assert_close(got_g[2], ww.grad, rtol=0, atol=1e-10)
+
+
 def test_opcheck_custom_ops():
     gen = make_gen("opcheck")
     R, B, I, O = 2, 5, 3, 2
