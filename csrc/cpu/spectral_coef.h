@@ -112,9 +112,11 @@ template <class T> struct CoefWork {
   std::vector<Cx<T>> a, b;        // [(R+1)(R+2)/2] coefficients of alpha, beta after each level
   std::vector<Cx<T>> ga, gb;      // [R+1] cotangents of one level's coefficients
   std::vector<T> rows;            // [max(K, 3(2R+1))][L] transposed loads and stores
+  std::vector<Col<T>> gW;         // [2(R+1)] cotangents of W_l (and v_0), backward only
+  std::vector<Vec<T>> gth, gbias; // [K], [R] theta and rpz bias gradients, backward only
   CoefWork(int R, int K)
       : rot(K), dg(R), F(2 * (R + 1)), W(2 * (R + 1)), a(level(R + 1)), b(level(R + 1)), ga(R + 1), gb(R + 1),
-        rows(std::max(K, 3 * (2 * R + 1)) * lanes<T>()) {}
+        rows(std::max(K, 3 * (2 * R + 1)) * lanes<T>()), gW(2 * (R + 1)), gth(K), gbias(R) {}
   static int level(int l) { return l * (l + 1) / 2; }  // offset of level l in a, b
 };
 
@@ -373,6 +375,33 @@ QKF_COEF_STEP void build_transfer_adjoint(int R, const CoefWork<T>& w, Col<T>* g
   }
 }
 
+// A vector of edges through the forward steps: its gates, W_l and the polynomial levels in w.
+template <class S, class T, int A>
+QKF_COEF_STEP void edge_polynomials(const SpectralParams& p, int R, int K, EdgeLanes el, CoefWork<T>& w) {
+  load_edge_gates<S, T, A>(p, R, K, el, w);
+  build_transfer<T, A>(R, w);
+  propagate<T>(R, w);
+}
+
+// The adjoint of those steps (after edge_polynomials) from g[q * M + t] = dL/dC: the theta
+// gradients into p.grad_theta [E, K] and, for rpz when asked, the bias ones into p.grad_pre_b [E, R].
+template <class T, int A>
+QKF_COEF_STEP void store_edge_gradients(const SpectralParams& p, int R, int K, int NQ, EdgeLanes el, CoefWork<T>& w,
+                                        const Vec<T>* g) {
+  constexpr int L = lanes<T>();
+  correlate_adjoint<T>(R, NQ, w, g);
+  propagate_adjoint<T>(R, w, w.gW.data());
+  for (auto& v : w.gth) v = Vec<T>{};
+  for (auto& v : w.gbias) v = Vec<T>{};
+  build_transfer_adjoint<T, A>(R, w, w.gW.data(), w.gth.data(), w.gbias.data());
+  for (int k = 0; k < K; ++k) vstore(w.rows.data() + k * L, w.gth[k]);
+  scatter_rows<T, T>(w.rows.data(), K, el, static_cast<T*>(p.grad_theta));
+  if (A == kRPZ && p.grad_pre_b) {
+    for (int r = 0; r < R; ++r) vstore(w.rows.data() + r * L, w.gbias[r]);
+    scatter_rows<T, T>(w.rows.data(), R, el, static_cast<T*>(p.grad_pre_b));
+  }
+}
+
 // coef_out [E, NQ, M] in S; the arithmetic in T (T = double with S = float: p.exact).
 template <class S, class T, int A, int RC>
 void coef_forward(const SpectralParams& p) {
@@ -387,9 +416,7 @@ void coef_forward(const SpectralParams& p) {
 #pragma omp for schedule(static)
     for (int64_t e0 = 0; e0 < E; e0 += L) {
       const EdgeLanes el{e0, 1, static_cast<int>(std::min<int64_t>(L, E - e0))};
-      load_edge_gates<S, T, A>(p, R, K, el, w);
-      build_transfer<T, A>(R, w);
-      propagate<T>(R, w);
+      edge_polynomials<S, T, A>(p, R, K, el, w);
       correlate<T>(R, NQ, w, acc.data());
       for (int t = 0; t < NQ * M; ++t) vstore(w.rows.data() + t * L, acc[t]);
       scatter_rows<S, T>(w.rows.data(), NQ * M, el, out);
@@ -404,33 +431,17 @@ void coef_backward(const SpectralParams& p) {
   const int64_t E = p.out_dim * p.in_dim;
   const int R = RC ? RC : p.reps, M = 2 * R + 1, NQ = p.nq, K = theta_rows(A, R) * theta_cols_of<A>();
   const T* gin = static_cast<const T*>(p.grad_coef_in);
-  T* gtheta = static_cast<T*>(p.grad_theta);
-  T* gbias = static_cast<T*>(p.grad_pre_b);
-  const bool need_b = A == kRPZ && gbias;
 #pragma omp parallel num_threads(p.num_threads)
   {
     CoefWork<T> w(R, K);
-    std::vector<Vec<T>> g(3 * M), gth(K), gb(R);
-    std::vector<Col<T>> gW(2 * (R + 1));
+    std::vector<Vec<T>> g(3 * M);
 #pragma omp for schedule(static)
     for (int64_t e0 = 0; e0 < E; e0 += L) {
       const EdgeLanes el{e0, 1, static_cast<int>(std::min<int64_t>(L, E - e0))};
       gather_rows<T, T>(gin, NQ * M, el, w.rows.data());
       for (int t = 0; t < NQ * M; ++t) g[t] = vload(w.rows.data() + t * L);
-      load_edge_gates<T, T, A>(p, R, K, el, w);
-      build_transfer<T, A>(R, w);
-      propagate<T>(R, w);
-      correlate_adjoint<T>(R, NQ, w, g.data());
-      propagate_adjoint<T>(R, w, gW.data());
-      for (auto& v : gth) v = Vec<T>{};
-      for (auto& v : gb) v = Vec<T>{};
-      build_transfer_adjoint<T, A>(R, w, gW.data(), gth.data(), gb.data());
-      for (int k = 0; k < K; ++k) vstore(w.rows.data() + k * L, gth[k]);
-      scatter_rows<T, T>(w.rows.data(), K, el, gtheta);
-      if (need_b) {
-        for (int r = 0; r < R; ++r) vstore(w.rows.data() + r * L, gb[r]);
-        scatter_rows<T, T>(w.rows.data(), R, el, gbias);
-      }
+      edge_polynomials<T, T, A>(p, R, K, el, w);
+      store_edge_gradients<T, A>(p, R, K, NQ, el, w, g.data());
     }
   }
 }
@@ -475,9 +486,7 @@ void born_coef_forward(const SpectralParams& p) {
     for (int64_t t = 0; t < I * nvo; ++t) {
       const int64_t i = t / nvo, o0 = (t % nvo) * L;
       const EdgeLanes el{o0 * I + i, I, static_cast<int>(std::min<int64_t>(L, O - o0))};
-      load_edge_gates<T, T, A>(p, R, K, el, w);
-      build_transfer<T, A>(R, w);
-      propagate<T>(R, w);
+      edge_polynomials<T, T, A>(p, R, K, el, w);
       correlate<T>(R, 1, w, acc.data());
       const Vec<T> wv = load_strided(weight + o0 * I + i, I, el.n);
       store_lanes(c0w.data() + i * O + o0, acc[0] * wv, el.n);
@@ -503,15 +512,11 @@ void born_coef_backward(const SpectralParams& p) {
   const T* weight = static_cast<const T*>(p.weight);
   const T* gcw = static_cast<const T*>(p.grad_cw);
   const T* gc0 = static_cast<const T*>(p.grad_c0);
-  T* gtheta = static_cast<T*>(p.grad_theta);
-  T* gbias = static_cast<T*>(p.grad_pre_b);
   T* gweight = static_cast<T*>(p.grad_weight);
-  const bool need_b = A == kRPZ && gbias;
 #pragma omp parallel num_threads(p.num_threads)
   {
     CoefWork<T> w(R, K);
-    std::vector<Vec<T>> g(M), c(M), gth(K), gb(R);
-    std::vector<Col<T>> gW(2 * (R + 1));
+    std::vector<Vec<T>> g(M), c(M);
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < I * nvo; ++t) {
       const int64_t i = t / nvo, o0 = (t % nvo) * L;
@@ -520,9 +525,7 @@ void born_coef_backward(const SpectralParams& p) {
       g[0] = load_lanes(gc0 + o0, el.n);
       for (int k = 0; k < NB; ++k) g[1 + k] = load_lanes(gcw + (k * I + i) * O + o0, el.n);
       const Vec<T> wv = load_strided(weight + o0 * I + i, I, el.n);
-      load_edge_gates<T, T, A>(p, R, K, el, w);
-      build_transfer<T, A>(R, w);
-      propagate<T>(R, w);
+      edge_polynomials<T, T, A>(p, R, K, el, w);
       if (gweight) {
         correlate<T>(R, 1, w, c.data());
         Vec<T> s{};
@@ -530,17 +533,7 @@ void born_coef_backward(const SpectralParams& p) {
         for (int j = 0; j < el.n; ++j) gweight[(o0 + j) * I + i] = s[j];
       }
       for (int m = 0; m < M; ++m) g[m] *= wv;
-      correlate_adjoint<T>(R, 1, w, g.data());
-      propagate_adjoint<T>(R, w, gW.data());
-      for (auto& v : gth) v = Vec<T>{};
-      for (auto& v : gb) v = Vec<T>{};
-      build_transfer_adjoint<T, A>(R, w, gW.data(), gth.data(), gb.data());
-      for (int k = 0; k < K; ++k) vstore(w.rows.data() + k * L, gth[k]);
-      scatter_rows<T, T>(w.rows.data(), K, el, gtheta);
-      if (need_b) {
-        for (int r = 0; r < R; ++r) vstore(w.rows.data() + r * L, gb[r]);
-        scatter_rows<T, T>(w.rows.data(), R, el, gbias);
-      }
+      store_edge_gradients<T, A>(p, R, K, 1, el, w, g.data());
     }
   }
 }

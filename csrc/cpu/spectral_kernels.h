@@ -209,12 +209,11 @@ Prepared<T> prepare(const SpectralParams& p, bool with_slope, bool with_deriv) {
   pr.zero = scratch<T>(4, kQ * M, true).data();
 #pragma omp parallel num_threads(p.num_threads)
   {
-    alignas(64) T xs[L];
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < I * nvec; ++t) {
       const int64_t i = t / nvec, b0 = (t % nvec) * L;
-      for (int l = 0; l < L; ++l) xs[l] = b0 + l < B ? x[(b0 + l) * I + i] : T(0);
-      harmonics_vec<T>(vload(xs), R, p.px, bt + i * NB * bs + b0, bs, with_slope ? slope + i * bs + b0 : nullptr);
+      const Vec<T> xs = load_strided(x + b0 * I + i, I, static_cast<int>(std::min<int64_t>(L, B - b0)));
+      harmonics_vec<T>(xs, R, p.px, bt + i * NB * bs + b0, bs, with_slope ? slope + i * bs + b0 : nullptr);
       if (b0 + L >= B)  // the row padding past the last vector: zero
         for (int k = 0; k < NB; ++k) std::fill(bt + (i * NB + k) * bs + nvec * L, bt + (i * NB + k + 1) * bs, T(0));
     }
