@@ -73,8 +73,8 @@ void bind_spectral(py::module_& m) {
         "basis [2R, I, B]: cos ku then sin ku, k = 1..R, of u = x (or arccos x for px)");
   m.def("spectral_basis_backward_cpu", &call_cpu<qkan_fast::spectral_basis_backward_cpu>,
         "grad_x [B, I] from grad_basis [2R, I, B]");
-  m.def("spectral_fast_forward_cpu", &call_cpu<qkan_fast::spectral_fast_forward_cpu>,
-        "y[b,o] = sum_i weight[o,i] * g(z_oi(u[b,i])), g(z) = sqrt((1+z)/2) - sqrt((1-z)/2), fused");
-  m.def("spectral_fast_backward_cpu", &call_cpu<qkan_fast::spectral_fast_backward_cpu>,
-        "grad_x, grad_coef [O, I, 3, 2R+1], grad_weight of the fused fast-measure layer");
+  m.def("spectral_fused_forward_cpu", &call_cpu<qkan_fast::spectral_fused_forward_cpu>,
+        "y[b,o] = sum_i weight[o,i] * g(z_oi(u[b,i])), fused: g(z) = sqrt((1+z)/2) - sqrt((1-z)/2) (nq = 3) or z (Born, nq = 1)");
+  m.def("spectral_fused_backward_cpu", &call_cpu<qkan_fast::spectral_fused_backward_cpu>,
+        "grad_x, grad_coef [O, I, nq, 2R+1], grad_weight of the fused layer");
 }

@@ -22,8 +22,21 @@ from qkan_fast import reference as ref
 from conftest import ANSATZE, F32, F64, PARAM_NAMES, assert_close_scaled, make_gen, make_params, run_layer
 
 MEASURES = [pytest.param(True, id="fast"), pytest.param(False, id="born")]
+# the fast measure, and the Born measure on each of its two CPU schedules (the GEMM, the fused kernel)
+SCHEDULES = [pytest.param(True, None, id="fast"), pytest.param(False, "gemm", id="born-gemm"),
+             pytest.param(False, "fused", id="born-fused")]
 DTYPES = [pytest.param(F32, id="f32"), pytest.param(F64, id="f64")]
 TOL = {F32: 1e-5, F64: 1e-10}
+
+
+@pytest.fixture(autouse=True)
+def _born_schedule(request, monkeypatch):
+    """A test parametrized over born_path runs the Born layer on that schedule (by default the
+    engine picks it from the shape: spectral.born_fused_preferred)."""
+    callspec = getattr(request.node, "callspec", None)
+    path = callspec.params.get("born_path") if callspec else None
+    if path is not None:
+        monkeypatch.setattr(spectral, "born_fused_preferred", lambda *args, **kwargs: path == "fused")
 
 
 def _params(ansatz, O, I, R, gen, dtype):
@@ -64,9 +77,9 @@ def _compare(p, x, gy, ansatz, R, fast, tol, engines=("circuit", "reference")):
 
 
 @pytest.mark.parametrize("R", range(1, 9))
-@pytest.mark.parametrize("fast", MEASURES)
+@pytest.mark.parametrize("fast,born_path", SCHEDULES)
 @pytest.mark.parametrize("ansatz", ANSATZE)
-def test_matches_circuit_and_reference_f64(ansatz, fast, R):
+def test_matches_circuit_and_reference_f64(ansatz, fast, R, born_path):
     gen = make_gen("spectral64", ansatz, fast, R)
     B, I, O = 37, 5, 3
     p = _params(ansatz, O, I, R, gen, F64)
@@ -76,9 +89,9 @@ def test_matches_circuit_and_reference_f64(ansatz, fast, R):
 
 
 @pytest.mark.parametrize("R", [1, 2, 4, 8])
-@pytest.mark.parametrize("fast", MEASURES)
+@pytest.mark.parametrize("fast,born_path", SCHEDULES)
 @pytest.mark.parametrize("ansatz", ANSATZE)
-def test_matches_circuit_and_reference_f32(ansatz, fast, R):
+def test_matches_circuit_and_reference_f32(ansatz, fast, R, born_path):
     gen = make_gen("spectral32", ansatz, fast, R)
     B, I, O = 70, 6, 5  # two 64-sample chunks, a partial output tile
     p = _params(ansatz, O, I, R, gen, F32)
@@ -87,8 +100,8 @@ def test_matches_circuit_and_reference_f32(ansatz, fast, R):
     _compare(p, x, gy, ansatz, R, fast, TOL[F32])
 
 
-@pytest.mark.parametrize("fast", MEASURES)
-def test_larger_layer_every_block_path(fast):
+@pytest.mark.parametrize("fast,born_path", SCHEDULES)
+def test_larger_layer_every_block_path(fast, born_path):
     """Batches over several backward blocks and sub-blocks, R > 8 (the runtime-R kernels), outputs
     over more than one SIMD vector with a partial last one (the Born coefficient tiles)."""
     for R, (B, I, O) in ((3, (600, 3, 9)), (10, (130, 4, 5)), (2, (50, 7, 37))):
@@ -99,8 +112,8 @@ def test_larger_layer_every_block_path(fast):
         _compare(p, x, gy, "pz", R, fast, TOL[F64], engines=("circuit",))
 
 
-@pytest.mark.parametrize("fast", MEASURES)
-def test_wide_layer_pruned_edges_and_poles(fast):
+@pytest.mark.parametrize("fast,born_path", SCHEDULES)
+def test_wide_layer_pruned_edges_and_poles(fast, born_path):
     """I >= 32 with several 64-sample chunks (the fast backward writes each edge's sums directly),
     pruned edges (mask 0: zero gradients, not stale memory) and theta ~ N(0, 1) (pole lanes)."""
     gen = make_gen("spectral-wide", fast)
@@ -189,8 +202,8 @@ def test_pole_exactly_on_a_sample():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("fast", MEASURES)
-def test_px_near_the_ends_forward(fast, dtype):
+@pytest.mark.parametrize("fast,born_path", SCHEDULES)
+def test_px_near_the_ends_forward(fast, dtype, born_path):
     R, I, O = 3, 4, 3
     gen = make_gen("px-ends", fast, dtype)
     p = _params("px", O, I, R, gen, dtype)
@@ -237,9 +250,9 @@ def test_coefficients_reproduce_bloch_vector(ansatz):
 # =============================================================================================
 
 
-@pytest.mark.parametrize("fast", MEASURES)
+@pytest.mark.parametrize("fast,born_path", SCHEDULES)
 @pytest.mark.parametrize("ansatz", ["pz", "rpz", "px"])
-def test_grouped_parameters(ansatz, fast):
+def test_grouped_parameters(ansatz, fast, born_path):
     torch.manual_seed(0)
     kw = dict(reps=3, group=2, ansatz=ansatz, fast_measure=fast, dtype=F64)
     a = qkan_fast.QKANLayer(6, 4, engine="spectral", **kw)
@@ -333,12 +346,33 @@ def test_auto_rule():
     assert torch.equal(y_auto, layer(big))
 
 
-def test_deterministic_across_thread_counts(restore_threads):
+def test_born_schedule_rule_and_choice():
+    """The Born layer's CPU schedule: the fused kernel for large batches at small O (W1, W2, W4 of
+    BENCHMARKS.md), the GEMM at B = 256 or O >= 128 (W3); born_path forces one or says what it takes."""
+    assert spectral.born_fused_preferred(1024, 16, 16, 3)  # W1
+    assert spectral.born_fused_preferred(1024, 64, 64, 3)  # W2
+    assert not spectral.born_fused_preferred(256, 128, 128, 4)  # W3
+    assert spectral.born_fused_preferred(4096, 32, 32, 8)  # W4
+    assert not spectral.born_fused_preferred(4096, 32, 128, 8)
+    assert not spectral.born_fused_preferred(1024, 32, 32, 2)  # a 0.5 MiB basis stays in cache
+    gen = make_gen("born-schedule")
+    p = _params("pz", 4, 3, 2, gen, F64)
+    x = _inputs("pz", 20, 3, gen, F64)
+    args = (x, p["theta"], p["preacts_weight"], p["preacts_bias"], p["postact_weights"])
+    kw = dict(ansatz="pz", reps=2, fast_measure=False, preact_trainable=False)
+    y_gemm, y_fused = (spectral.layer(*args, **kw, born_path=path) for path in ("gemm", "fused"))
+    assert_close_scaled(y_fused, y_gemm, TOL[F64])
+    with pytest.raises(ValueError, match="born_path must be 'gemm', 'fused' or None, got 'blas'"):
+        spectral.layer(*args, **kw, born_path="blas")
+
+
+@pytest.mark.parametrize("fast,born_path", SCHEDULES)
+def test_deterministic_across_thread_counts(restore_threads, fast, born_path):
     gen = make_gen("det")
     p = _params("pz", 9, 7, 3, gen, F32)
     x = _inputs("pz", 300, 7, gen, F32)
     gy = torch.randn(300, 9, generator=gen, dtype=F32)
-    kw = dict(ansatz="pz", reps=3, fast_measure=True, preact_trainable=False, grad_names=_grad_names("pz"))
+    kw = dict(ansatz="pz", reps=3, fast_measure=fast, preact_trainable=False, grad_names=_grad_names("pz"))
     runs = []
     for n in (1, 2, 1):
         torch.set_num_threads(n)
@@ -353,9 +387,9 @@ def test_deterministic_across_thread_counts(restore_threads):
 # =============================================================================================
 
 
-@pytest.mark.parametrize("fast", MEASURES)
+@pytest.mark.parametrize("fast,born_path", SCHEDULES)
 @pytest.mark.parametrize("ansatz", ANSATZE)
-def test_gradcheck(ansatz, fast):
+def test_gradcheck(ansatz, fast, born_path):
     R, B, I, O = 2, 4, 3, 2
     gen = make_gen("gradcheck-spectral", ansatz, fast)
     p = _params(ansatz, O, I, R, gen, F64)
@@ -424,7 +458,8 @@ def test_opcheck_custom_ops():
         (spectral.spectral_basis, ((0.9 * torch.rand(B, I, generator=gen, dtype=F64)).requires_grad_(), R, True)),
         (spectral.spectral_born_coef, (theta, theta.new_empty(0), w, ops.ANSATZ_CODES["pz"], R)),
         (spectral.spectral_born_coef, (theta_rpz, bias, w, ops.ANSATZ_CODES["rpz"], R)),
-        (spectral.spectral_fast_layer, (x, coef.requires_grad_(), w, R, False)),
+        (spectral.spectral_fused_layer, (x, coef.requires_grad_(), w, R, False)),
+        (spectral.spectral_fused_layer, (x, coef[:, :, :1].detach().clone().requires_grad_(), w, R, False)),
     ]
     for op, args in cases:
         torch.library.opcheck(op, args)

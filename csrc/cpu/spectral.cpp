@@ -25,8 +25,8 @@ void spectral_coef_cpu(const SpectralParams& p) { spectral_run(p, 0); }
 void spectral_coef_backward_cpu(const SpectralParams& p) { spectral_run(p, 1); }
 void spectral_basis_cpu(const SpectralParams& p) { spectral_run(p, 2); }
 void spectral_basis_backward_cpu(const SpectralParams& p) { spectral_run(p, 3); }
-void spectral_fast_forward_cpu(const SpectralParams& p) { spectral_run(p, 4); }
-void spectral_fast_backward_cpu(const SpectralParams& p) { spectral_run(p, 5); }
+void spectral_fused_forward_cpu(const SpectralParams& p) { spectral_run(p, 4); }
+void spectral_fused_backward_cpu(const SpectralParams& p) { spectral_run(p, 5); }
 void spectral_born_coef_cpu(const SpectralParams& p) { spectral_run(p, 6); }
 void spectral_born_coef_backward_cpu(const SpectralParams& p) { spectral_run(p, 7); }
 

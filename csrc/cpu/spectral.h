@@ -10,9 +10,10 @@
 //     polynomials of the same degree), and the adjoint of that map;
 //   - the basis (cos ku, sin ku), k = 1..R, of every input and its backward (the Born GEMM path
 //     in python/qkan_fast/spectral.py), and
-//   - the fused fast-measure layer y[b,o] = sum_i W[o,i] g(Z_oi(u[b,i])),
-//     g(Z) = sqrt((1+Z)/2) - sqrt((1-Z)/2) = |alpha| - |beta|, and its backward, without any
-//     (B, O, I) buffer (near a pole the kernel switches to |small| = sqrt(X^2+Y^2) / (2 |big|)).
+//   - the fused layer y[b,o] = sum_i W[o,i] g(Z_oi(u[b,i])) and its backward, without any
+//     (B, O, I) buffer or basis in memory: the fast measure g(Z) = sqrt((1+Z)/2) - sqrt((1-Z)/2)
+//     = |alpha| - |beta| (near a pole the kernel switches to |small| = sqrt(X^2+Y^2) / (2 |big|)),
+//     or the Born measure g(Z) = Z where the GEMM's basis operand would not stay in cache.
 #pragma once
 
 #include <cstdint>
@@ -29,7 +30,8 @@ struct SpectralParams {
 
   // coefficient sampler (dtype: theta, pre_b, coef_out, grad_coef_in, grad_theta, grad_pre_b)
   int ansatz = 0;                      // Ansatz code (daruan.h); px is sampled as mix (spectral.py)
-  int nq = 1;                          // components: 1 (Z) or 3 (Z, X, Y)
+  int nq = 1;                          // components: 1 (Z) or 3 (Z, X, Y); also the fused layer's:
+                                       // 3 = fast measure, 1 = Born
   bool exact = false;                  // float32 coefficients computed in float64 and rounded once
   const void* theta = nullptr;         // [O, I, Rt, P]
   const void* pre_b = nullptr;         // [O, I, R]  rpz only (its w is 1): e = u + b
@@ -45,17 +47,17 @@ struct SpectralParams {
   const void* grad_c0 = nullptr;   // [O]
 
   const void* x = nullptr;       // [B, I]
-  const void* coef = nullptr;    // [O, I, 3, 2R+1] (Z, X, Y) (fast layer)
-  const void* weight = nullptr;  // [O, I] postact weight * mask (fast layer)
+  const void* coef = nullptr;    // [O, I, nq, 2R+1] (Z, X, Y or Z) (fused layer)
+  const void* weight = nullptr;  // [O, I] postact weight * mask (fused layer)
 
-  void* y = nullptr;      // [B, O]       fast layer forward
+  void* y = nullptr;      // [B, O]       fused layer forward
   void* basis = nullptr;  // [2R, I, B]   basis forward: cos ku (k = 1..R), then sin ku
 
-  const void* grad_y = nullptr;      // [B, O]      fast layer backward
+  const void* grad_y = nullptr;      // [B, O]      fused layer backward
   const void* grad_basis = nullptr;  // [2R, I, B]  basis backward
   void* grad_x = nullptr;            // [B, I]        null when not needed
-  void* grad_coef = nullptr;         // [O, I, 3, 2R+1]  null when not needed
-  void* grad_weight = nullptr;       // [O, I]        null when not needed (fast layer, born_coef)
+  void* grad_coef = nullptr;         // [O, I, nq, 2R+1]  null when not needed
+  void* grad_weight = nullptr;       // [O, I]        null when not needed (fused layer, born_coef)
 
   int num_threads = 1;
 };
@@ -66,7 +68,7 @@ void spectral_born_coef_cpu(const SpectralParams& p);
 void spectral_born_coef_backward_cpu(const SpectralParams& p);
 void spectral_basis_cpu(const SpectralParams& p);
 void spectral_basis_backward_cpu(const SpectralParams& p);
-void spectral_fast_forward_cpu(const SpectralParams& p);
-void spectral_fast_backward_cpu(const SpectralParams& p);
+void spectral_fused_forward_cpu(const SpectralParams& p);
+void spectral_fused_backward_cpu(const SpectralParams& p);
 
 }  // namespace qkan_fast

@@ -170,7 +170,7 @@ void basis_backward(const SpectralParams& p) {
 // below this min(pa, pb) a vector of samples switches to the Bloch formula (header comment): the
 // Z formula's relative gradient error is then at most ~eps/kPole (about 4e-6 in float32)
 template <class T> constexpr T pole_threshold() { return sizeof(T) == 4 ? T(1.0 / 64) : T(1.0 / 4096); }
-constexpr int kQ = 3;  // components per edge: Z, X, Y
+constexpr int kQ = 3;  // components per edge of the fast measure: Z, X, Y (the Born measure has Z only)
 
 // Per-call preparation. The basis is kept as rows [I][2R][bs] over the samples, bs = B rounded up
 // to kChunk plus one cache line (rows of a power-of-two batch would otherwise alias in L1); padding
@@ -183,10 +183,11 @@ template <class T> struct Prepared {
   int64_t bs = 0;               // padded row length
   const T* bt = nullptr;        // [I][2R][bs]
   const T* slope = nullptr;     // [I][bs] (px backward)
-  const T* cf = nullptr;        // [E][kQ][2R+1]  the caller's coefficients
-  const T* df = nullptr;        // [E][kQ][2R+1], constant term 0 (the same layout as cf)
+  int nq = kQ;                  // components per edge: kQ (fast measure) or 1 (Born)
+  const T* cf = nullptr;        // [E][nq][2R+1]  the caller's coefficients
+  const T* df = nullptr;        // [E][nq][2R+1], constant term 0 (the same layout as cf)
   const T* zero = nullptr;      // [kQ][2R+1] zeros: coefficients and derivatives of padding edges
-  const T* edge(const T* base, int64_t e, bool real, int M) const { return real ? base + e * kQ * M : zero; }
+  const T* edge(const T* base, int64_t e, bool real, int M) const { return real ? base + e * nq * M : zero; }
 };
 
 template <class T>
@@ -194,14 +195,15 @@ Prepared<T> prepare(const SpectralParams& p, bool with_slope, bool with_deriv) {
   constexpr int L = lanes<T>();
   Prepared<T> pr;
   const int64_t B = p.batch, I = p.in_dim, E = p.out_dim * p.in_dim;
-  const int R = p.reps, NB = 2 * R, M = NB + 1;
+  const int R = p.reps, NB = 2 * R, M = NB + 1, NQ = p.nq;
   const T* x = static_cast<const T*>(p.x);
   const T* coef = static_cast<const T*>(p.coef);
+  pr.nq = NQ;
   pr.bs = cdiv(B, kChunk) * kChunk + 64 / static_cast<int64_t>(sizeof(T));
   const int64_t bs = pr.bs, nvec = cdiv(B, L);
   T* bt = scratch<T>(2, I * NB * bs, false).data();
   T* slope = with_slope ? scratch<T>(3, I * bs, false).data() : nullptr;
-  T* df = with_deriv ? scratch<T>(5, E * kQ * M, false).data() : nullptr;
+  T* df = with_deriv ? scratch<T>(5, E * NQ * M, false).data() : nullptr;
   pr.bt = bt;
   pr.slope = slope;
   pr.cf = coef;
@@ -219,9 +221,9 @@ Prepared<T> prepare(const SpectralParams& p, bool with_slope, bool with_deriv) {
     }
 #pragma omp for schedule(static)
     for (int64_t e = 0; e < (with_deriv ? E : 0); ++e)
-      for (int q = 0; q < kQ; ++q) {
-        const T* c = coef + (e * kQ + q) * M;
-        T* d = df + (e * kQ + q) * M;
+      for (int q = 0; q < NQ; ++q) {
+        const T* c = coef + (e * NQ + q) * M;
+        T* d = df + (e * NQ + q) * M;
         d[0] = T(0);
         for (int k = 0; k < R; ++k) {
           d[1 + k] = T(k + 1) * c[1 + R + k];
@@ -294,9 +296,11 @@ inline void bloch_measure(Vec<T> z, Vec<T> x, Vec<T> y, Vec<T>& phi, Vec<T>& gz,
 
 // Forward: tiles (chunk of kChunk samples, block of kOutBlock outputs), chunk-major so consecutive
 // tiles share the chunk's basis. Per vector of samples the kOutBlock dot products share the basis
-// loads; vectors with a lane near a pole are redone with the Bloch formula after the tile's pass.
-template <class T, int RC>
-void fast_forward(const SpectralParams& p, const Prepared<T>& pr) {
+// loads. NQ = kQ: the fast measure, vectors with a lane near a pole redone with the Bloch formula
+// after the tile's pass; NQ = 1: the Born measure, phi = Z (the Born layer without its
+// [2R, I, B] basis in memory, for shapes where that GEMM operand would not stay in cache).
+template <class T, int RC, int NQ>
+void fused_forward(const SpectralParams& p, const Prepared<T>& pr) {
   constexpr int L = lanes<T>(), NV = kChunk / L, OB = kOutBlock;
   const int64_t B = p.batch, I = p.in_dim, O = p.out_dim, E = O * I, bs = pr.bs;
   const int R = RC ? RC : p.reps, NB = 2 * R, M = NB + 1;
@@ -327,6 +331,10 @@ void fast_forward(const SpectralParams& p, const Prepared<T>& pr) {
       for (int v = 0; v < NV; ++v) {
         Vec<T> z[OB];
         dots<T, RC, OB>(c, bk + v * L, bs, R, z);
+        if (NQ == 1) {
+          for (int oo = 0; oo < OB; ++oo) acc[oo][v] += w[oo] * z[oo];
+          continue;
+        }
         for (int oo = 0; oo < OB; ++oo) {
           Vec<T> phi, gp;
           measure_z<T, false>(z[oo], phi, gp);
@@ -335,7 +343,7 @@ void fast_forward(const SpectralParams& p, const Prepared<T>& pr) {
           amax = az > amax ? az : amax;
         }
       }
-      if (!any_lane<T>(amax > pole_abs_z<T>())) continue;
+      if (NQ == 1 || !any_lane<T>(amax > pole_abs_z<T>())) continue;
       // vectors with a lane near a pole (rare): replace the Z formula by the Bloch formula there;
       // Z is recomputed (keeping it would need OB x NV more registers in the main loop)
       for (int oo = 0; oo < no; ++oo)
@@ -364,8 +372,9 @@ void fast_forward(const SpectralParams& p, const Prepared<T>& pr) {
 // computes dL/dZ per sample (buffered), the weight sums and dL/du; vectors near a pole are redone
 // with the Bloch formula (their X and Y gradients accumulate directly); pass 2 reduces the Z
 // coefficient gradients sum_b dL/dZ * basis as register tiles of kOutBlock x kKGroup vectors.
-template <class T, int RC, bool NEED_X>
-void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
+// NQ = 1 (Born): dL/dZ = weight * dL/dy, no pole pass, grad_coef [E, 1, 2R+1].
+template <class T, int RC, int NQ, bool NEED_X>
+void fused_backward(const SpectralParams& p, const Prepared<T>& pr) {
   constexpr int L = lanes<T>(), OB = kOutBlock, KG = kKGroup, SB = kSubBlock;
   const int64_t B = p.batch, I = p.in_dim, O = p.out_dim, E = O * I, bs = pr.bs;
   const int R = RC ? RC : p.reps, NB = 2 * R, M = NB + 1;
@@ -377,7 +386,7 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
   const int64_t n_ch = cdiv(B, kChunk);
   const int64_t n_blocks = std::max<int64_t>(1, std::min<int64_t>(n_ch, cdiv(32, I)));
   const int64_t ch_per_blk = cdiv(n_ch, n_blocks);
-  const int64_t per_edge = kQ * M + 1;  // coefficient sums (Z, X, Y), weight sum
+  const int64_t per_edge = NQ * M + 1;  // coefficient sums (Z, and X, Y for the fast measure), weight sum
   // several blocks: float64 partial sums per block, added in a fixed order after the items; one
   // block (I >= 32): each item writes its edges' sums straight to the outputs
   const bool direct = n_blocks == 1;
@@ -420,8 +429,8 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
         if (!live && !need_w) {  // pruned edges: no gradient flows
           if (direct && need_c)
             for (int oo = 0; oo < no; ++oo) {
-              T* gc = static_cast<T*>(p.grad_coef) + ((o0 + oo) * I + i) * kQ * M;
-              std::fill(gc, gc + kQ * M, T(0));
+              T* gc = static_cast<T*>(p.grad_coef) + ((o0 + oo) * I + i) * NQ * M;
+              std::fill(gc, gc + NQ * M, T(0));
             }
           continue;
         }
@@ -437,19 +446,32 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
           const int nv = static_cast<int>(cdiv(n, L));  // whole vectors: padding has dL/dy = 0
           const T* bk = bki + sb0;
           Vec<T> amax{};
+          // the rows pass 2 reduces against the basis: dL/dZ (fast measure, buffered by pass 1), or
+          // dL/dy itself (Born: dL/dZ = weight * dL/dy, the weight applied to the lane sums)
+          const T* gzr[OB];
+          for (int oo = 0; oo < OB; ++oo) gzr[oo] = NQ == 1 ? g[oo] + sb0 : gzb[oo];
+          // Born pass 1: dL/du only (the weight sums are sum_k C_k dL/dC_k / weight, after pass 2)
+          for (int v = 0; v < (NQ == 1 && NEED_X ? nv : 0); ++v) {
+            const int j = v * L;
+            Vec<T> dz[OB];
+            dots<T, RC, OB>(d, bk + j, bs, R, dz);
+            Vec<T> du{};
+            for (int oo = 0; oo < OB; ++oo) du += (w[oo] * vload(g[oo] + sb0 + j)) * dz[oo];
+            vstore(dui + sb0 + j, vload(dui + sb0 + j) + du);
+          }
           // pass 1: dL/dZ per sample and output, dL/du, weight sums (Z formula)
-          for (int v = 0; v < nv; ++v) {
+          for (int v = 0; v < (NQ == 1 ? 0 : nv); ++v) {
             const int j = v * L;
             Vec<T> z[OB], dz[OB];
             dots<T, RC, OB>(c, bk + j, bs, R, z);
             if (NEED_X) dots<T, RC, OB>(d, bk + j, bs, R, dz);
             Vec<T> du{};
             for (int oo = 0; oo < OB; ++oo) {
+              const Vec<T> gyv = vload(g[oo] + sb0 + j);
               Vec<T> phi, gp;
               measure_z<T, true>(z[oo], phi, gp);
               const Vec<T> az = vabs<T>(z[oo]);
               amax = az > amax ? az : amax;
-              const Vec<T> gyv = vload(g[oo] + sb0 + j);
               // pole lanes: dL/dZ here is 0 (it could be huge), the Bloch pass supplies theirs
               const Vec<T> gz = az > pole_abs_z<T>() ? vset<T>(0) : (w[oo] * gyv) * gp;
               vstore(&gzb[oo][j], gz);
@@ -459,7 +481,7 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
             if (NEED_X) vstore(dui + sb0 + j, vload(dui + sb0 + j) + du);
           }
           // vectors near a pole: the Bloch formula (dL/dZ goes to the buffer, X and Y directly)
-          if (any_lane<T>(amax > pole_abs_z<T>())) {
+          if (NQ == kQ && any_lane<T>(amax > pole_abs_z<T>())) {
             for (int oo = 0; oo < no; ++oo)
               for (int v = 0; v < nv; ++v) {
                 const int j = v * L;
@@ -499,10 +521,10 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
               }
           }
           // pass 2: Z coefficient gradients, tiles of OB outputs x KG coefficients
-          if (need_c) {
+          if (need_c || (NQ == 1 && need_w)) {
             for (int oo = 0; oo < OB; ++oo) {
               Vec<T> s{};
-              for (int v = 0; v < nv; ++v) s += vload(&gzb[oo][v * L]);
+              for (int v = 0; v < nv; ++v) s += vload(gzr[oo] + v * L);
               accc[oo * kQ * M] += s;
             }
             for (int k0 = 0; k0 < NB; k0 += KG) {
@@ -514,7 +536,7 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
                 for (int v = 0; v < nv; ++v) {
                   Vec<T> bv[KG], gv[OB];
                   for (int kk = 0; kk < KG; ++kk) bv[kk] = vload(bk + (k0 + kk) * bs + v * L);
-                  for (int oo = 0; oo < OB; ++oo) gv[oo] = vload(&gzb[oo][v * L]);
+                  for (int oo = 0; oo < OB; ++oo) gv[oo] = vload(gzr[oo] + v * L);
                   for (int oo = 0; oo < OB; ++oo)
                     for (int kk = 0; kk < KG; ++kk) t[oo][kk] += gv[oo] * bv[kk];
                 }
@@ -522,7 +544,7 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
                 for (int v = 0; v < nv; ++v)
                   for (int kk = 0; kk < kn; ++kk) {
                     const Vec<T> bv = vload(bk + (k0 + kk) * bs + v * L);
-                    for (int oo = 0; oo < OB; ++oo) t[oo][kk] += vload(&gzb[oo][v * L]) * bv;
+                    for (int oo = 0; oo < OB; ++oo) t[oo][kk] += vload(gzr[oo] + v * L) * bv;
                   }
               }
               for (int oo = 0; oo < OB; ++oo)
@@ -546,22 +568,30 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
           const T* zs = sums_t.data() + oo * M;
           const T* xy = xy_live[oo] ? sums_t.data() + xy_at : nullptr;
           if (xy_live[oo]) xy_at += 2 * M;
-          const T ws = sums_t[OB * M + oo];
+          T ws = sums_t[OB * M + oo];
+          if (NQ == 1) {  // Born: zs holds sum_b dL/dy basis; dL/dC = weight * that, dL/dW = C . that
+            T* zw = sums_t.data() + oo * M;
+            ws = T(0);
+            for (int k = 0; k < M; ++k) {
+              ws += c[oo][k] * zw[k];
+              zw[k] *= w[oo];
+            }
+          }
           if (direct) {
             if (need_c) {
-              T* gc = static_cast<T*>(p.grad_coef) + e * kQ * M;
+              T* gc = static_cast<T*>(p.grad_coef) + e * NQ * M;
               std::copy(zs, zs + M, gc);
               if (xy)
                 std::copy(xy, xy + 2 * M, gc + M);
               else
-                std::fill(gc + M, gc + kQ * M, T(0));
+                std::fill(gc + M, gc + NQ * M, T(0));
             }
             if (need_w) static_cast<T*>(p.grad_weight)[e] = ws;
           } else {
             double* dst = partial.data() + (blk * E + e) * per_edge;
             for (int k = 0; k < M; ++k) dst[k] = double(zs[k]);
-            for (int k = 0; k < 2 * M; ++k) dst[M + k] = xy ? double(xy[k]) : 0.0;
-            dst[kQ * M] = double(ws);
+            for (int k = M; k < NQ * M; ++k) dst[k] = xy ? double(xy[k - M]) : 0.0;
+            dst[NQ * M] = double(ws);
           }
         }
       }
@@ -577,8 +607,8 @@ void fast_backward(const SpectralParams& p, const Prepared<T>& pr) {
         for (int64_t k = 0; k < per_edge; ++k) sums[k] += src[k];
       }
       if (need_c)
-        for (int k = 0; k < kQ * M; ++k) static_cast<T*>(p.grad_coef)[e * kQ * M + k] = static_cast<T>(sums[k]);
-      if (need_w) static_cast<T*>(p.grad_weight)[e] = static_cast<T>(sums[kQ * M]);
+        for (int k = 0; k < NQ * M; ++k) static_cast<T*>(p.grad_coef)[e * NQ * M + k] = static_cast<T>(sums[k]);
+      if (need_w) static_cast<T*>(p.grad_weight)[e] = static_cast<T>(sums[NQ * M]);
     }
     if (NEED_X) {
       T* gx = static_cast<T*>(p.grad_x);
@@ -644,7 +674,13 @@ void run_typed(const SpectralParams& p, Mode mode) {
     case Mode::kBasisBackward: basis_backward<T>(p); return;
     case Mode::kForward: {
       const Prepared<T> pr = prepare<T>(p, false, false);
-      dispatch_reps(p.reps, [&](auto rc) { fast_forward<T, decltype(rc)::value>(p, pr); });
+      dispatch_reps(p.reps, [&](auto rc) {
+        constexpr int RC = decltype(rc)::value;
+        if (p.nq == 1)
+          fused_forward<T, RC, 1>(p, pr);
+        else
+          fused_forward<T, RC, kQ>(p, pr);
+      });
       return;
     }
     case Mode::kBackward: {
@@ -653,10 +689,16 @@ void run_typed(const SpectralParams& p, Mode mode) {
       const Prepared<T> pr = prepare<T>(p, need_x && p.px, need_x);
       dispatch_reps(p.reps, [&](auto rc) {
         constexpr int RC = decltype(rc)::value;
-        if (need_x)
-          fast_backward<T, RC, true>(p, pr);
-        else
-          fast_backward<T, RC, false>(p, pr);
+        if (p.nq == 1) {
+          if (need_x)
+            fused_backward<T, RC, 1, true>(p, pr);
+          else
+            fused_backward<T, RC, 1, false>(p, pr);
+        } else if (need_x) {
+          fused_backward<T, RC, kQ, true>(p, pr);
+        } else {
+          fused_backward<T, RC, kQ, false>(p, pr);
+        }
       });
       return;
     }

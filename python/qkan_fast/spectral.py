@@ -25,13 +25,15 @@ measured against the float64 truth); both backwards run in the layer's dtype.
 
 Layers (y = sum_i W[o,i] phi_oi(x[b,i]), W = postact_weights * mask; ops.qkan_layer adds the
 postact bias and base terms):
-- Born (phi = Z): y = c0 + Phi^T @ C', one GEMM (B, 2RI) x (2RI, O) on torch's BLAS, with
+- Born (phi = Z), as a GEMM or, for large batches at small O (`born_fused_preferred`), as the fused
+  kernel below with the Z coefficients alone (`spectral_fused_layer`, nq = 1). The GEMM:
+  y = c0 + Phi^T @ C', one GEMM (B, 2RI) x (2RI, O) on torch's BLAS, with
   Phi [2R, I, B] the basis (cos ku, sin ku) of u[b,i] (`spectral_basis`, samples last) and
   C' [2R, I, O] = W * C, c0 = sum_i W C[:, i, 0] (`spectral_born_coef`: weights folded in by the
   coefficient kernel). The gradients are two more GEMMs in the shapes BLAS splits best over threads
   (`_BornGemm`), the basis backward and the coefficient backward (which also gives dL/dW).
 - fast measure (phi = |alpha| - |beta| = sqrt((1+Z)/2) - sqrt((1-Z)/2)): a fused CPU kernel
-  (`spectral_fast_layer`) that never materialises (B, O, I), with its own backward. Near a pole
+  (`spectral_fused_layer`) that never materialises (B, O, I), with its own backward. Near a pole
   (|alpha| or |beta| -> 0) that formula is ill-conditioned (float32 gradients would lose up to
   eps/|beta|^2 relative), so there the kernel uses |small| = sqrt(X^2 + Y^2) / (2 |big|), which is
   as accurate as the circuit engine; see the kernel header for the floor rule and its costs.
@@ -488,58 +490,61 @@ def _basis_backward(ctx, grad):
 spectral_basis.register_autograd(_basis_backward, setup_context=_basis_setup_context)
 
 
-@torch.library.custom_op("qkan_fast::spectral_fast_layer", mutates_args=())
-def spectral_fast_layer(x: Tensor, coef: Tensor, weight: Tensor, reps: int, px: bool) -> Tensor:
-    """y[b,o] = sum_i weight[o,i] * g(Z_oi(u[b,i])), g(Z) = sqrt((1+Z)/2) - sqrt((1-Z)/2), fused
-    (no [B, O, I] tensor). x [B, I]; coef [O, I, 3, 2R+1], the components Z, X, Y (X and
-    Y serve lanes near a pole, see csrc/cpu/spectral_kernels.h); weight [O, I]. CPU only."""
+@torch.library.custom_op("qkan_fast::spectral_fused_layer", mutates_args=())
+def spectral_fused_layer(x: Tensor, coef: Tensor, weight: Tensor, reps: int, px: bool) -> Tensor:
+    """y[b,o] = sum_i weight[o,i] * g(Z_oi(u[b,i])), fused (no [B, O, I] tensor, no basis in memory).
+    x [B, I]; weight [O, I]; coef [O, I, nq, 2R+1]: nq = 3, the components Z, X, Y of the fast
+    measure g(Z) = sqrt((1+Z)/2) - sqrt((1-Z)/2) (X and Y serve lanes near a pole, see
+    csrc/cpu/spectral_kernels.h), or nq = 1, Z alone, for the Born measure g(Z) = Z. CPU only."""
     x, coef, weight = x.contiguous(), coef.contiguous(), weight.contiguous()
     y = x.new_empty(x.shape[0], weight.shape[0])
     p = _params(x, reps, px, weight.shape[0])
+    p.nq = coef.shape[2]
     p.coef, p.weight, p.y = coef.data_ptr(), weight.data_ptr(), y.data_ptr()
-    _C.spectral_fast_forward_cpu(p)
+    _C.spectral_fused_forward_cpu(p)
     return y
 
 
-@spectral_fast_layer.register_fake
+@spectral_fused_layer.register_fake
 def _(x, coef, weight, reps, px):
     return x.new_empty(x.shape[0], weight.shape[0])
 
 
-@torch.library.custom_op("qkan_fast::spectral_fast_backward", mutates_args=())
-def spectral_fast_backward(
+@torch.library.custom_op("qkan_fast::spectral_fused_backward", mutates_args=())
+def spectral_fused_backward(
     grad_y: Tensor, x: Tensor, coef: Tensor, weight: Tensor, reps: int, px: bool, needs: Sequence[bool]
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(grad_x, grad_coef, grad_weight); a gradient not asked for is an empty tensor."""
     grad_y, x, coef, weight = grad_y.contiguous(), x.contiguous(), coef.contiguous(), weight.contiguous()
     outs = [torch.empty_like(t) if n else t.new_empty(0) for t, n in zip((x, coef, weight), needs)]
     p = _params(x, reps, px, weight.shape[0])
+    p.nq = coef.shape[2]
     p.coef, p.weight, p.grad_y = coef.data_ptr(), weight.data_ptr(), grad_y.data_ptr()
     p.grad_x, p.grad_coef, p.grad_weight = (o.data_ptr() if n else 0 for o, n in zip(outs, needs))
     if any(needs):
-        _C.spectral_fast_backward_cpu(p)
+        _C.spectral_fused_backward_cpu(p)
     return tuple(outs)
 
 
-@spectral_fast_backward.register_fake
+@spectral_fused_backward.register_fake
 def _(grad_y, x, coef, weight, reps, px, needs):
     return tuple(torch.empty_like(t) if n else t.new_empty(0) for t, n in zip((x, coef, weight), needs))
 
 
-def _fast_setup_context(ctx, inputs, output):
+def _fused_setup_context(ctx, inputs, output):
     x, coef, weight, reps, px = inputs
     ctx.save_for_backward(x, coef, weight)  # nothing of size B*O*I
     ctx.config = (reps, px)
 
 
-def _fast_backward(ctx, grad_y):
+def _fused_backward(ctx, grad_y):
     x, coef, weight = ctx.saved_tensors
     needs = list(ctx.needs_input_grad[:3])
-    outs = spectral_fast_backward(grad_y, x, coef, weight, *ctx.config, needs)
+    outs = spectral_fused_backward(grad_y, x, coef, weight, *ctx.config, needs)
     return (*(g if n else None for g, n in zip(outs, needs)), None, None)
 
 
-spectral_fast_layer.register_autograd(_fast_backward, setup_context=_fast_setup_context)
+spectral_fused_layer.register_autograd(_fused_backward, setup_context=_fused_setup_context)
 
 
 def fast_measure_torch(z: Tensor) -> Tensor:
@@ -557,6 +562,19 @@ def fast_layer_torch(x: Tensor, coef: Tensor, weight: Tensor, reps: int, px: boo
     c = coef.to(x.dtype)
     z = c[..., 0] + torch.einsum("kib,oik->boi", phi_basis, c[..., 1:])
     return torch.einsum("boi,oi->bo", fast_measure_torch(z), weight)
+
+
+def born_fused_preferred(batch: int, in_dim: int, out_dim: int, reps: int, itemsize: int = 4) -> bool:
+    """Whether the Born layer runs as the fused kernel (spectral_fused_layer, nq = 1) rather than the
+    GEMM on the CPU. The GEMM path writes the basis [2R, I, B] and its gradient to memory and runs
+    three GEMMs of width O; the fused kernel keeps neither in memory. Measured side by side
+    (bench/spectral_born_paths.py, bench/results/spectral_born_paths.json; 2 threads): the fused
+    kernel wins once the basis outgrows the caches at small O (W4, 8 MiB, O = 32: 1.3-2.1x) and at
+    O <= 16 (W1: 1.15x); at B = 256, or O >= 128, the GEMM wins (W3: 1.3x)."""
+    if batch < 1024 or out_dim > 64:
+        return False
+    basis_bytes = 2 * reps * in_dim * batch * itemsize
+    return out_dim <= 16 or basis_bytes >= 3 * 2**19  # 1.5 MiB
 
 
 class _BornGemm(torch.autograd.Function):
@@ -594,9 +612,11 @@ def layer(
     reps: int,
     fast_measure: bool,
     preact_trainable: bool,
+    born_path: Optional[str] = None,
 ) -> Tensor:  # [B, O]
     """y[b,o] = sum_i weight[o,i] * phi_oi(x[b,i]) by the spectral engine; ValueError where it
-    does not apply (see unsupported_reason)."""
+    does not apply (see unsupported_reason). born_path: "gemm" or "fused" (CPU only) forces the
+    Born measure's schedule, None picks it (born_fused_preferred)."""
     ansatz = ops.canonical_ansatz(ansatz)
     if not isinstance(x, Tensor) or x.dim() != 2:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
@@ -622,10 +642,19 @@ def layer(
         coef = coefficients(theta, preacts_bias, ansatz=ansatz, reps=reps, in_dim=in_dim, dtype=x.dtype,
                             bloch=True, exact=True)
         coef = coef.expand(out_dim, in_dim, *coef.shape[2:]).contiguous()
-        return spectral_fast_layer(x, coef, weight.contiguous(), reps, px)
+        return spectral_fused_layer(x, coef, weight.contiguous(), reps, px)
     if fast_measure:
         coef = coefficients(theta, preacts_bias, ansatz=ansatz, reps=reps, in_dim=in_dim, dtype=x.dtype)
         return fast_layer_torch(x, coef.expand(out_dim, in_dim, coef.shape[2]), weight, reps, px)
+    if born_path is not None and born_path not in ("gemm", "fused"):
+        raise ValueError(f"born_path must be 'gemm', 'fused' or None, got {born_path!r}")
+    if born_path == "fused" and x.device.type != "cpu":
+        raise ValueError(f"born_path='fused' runs on the CPU only, got x on {x.device}")
+    if born_path == "fused" or (born_path is None and x.device.type == "cpu" and born_fused_preferred(
+            x.shape[0], in_dim, out_dim, reps, x.element_size())):
+        coef = coefficients(theta, preacts_bias, ansatz=ansatz, reps=reps, in_dim=in_dim, dtype=x.dtype)
+        coef = coef.expand(out_dim, in_dim, coef.shape[2]).unsqueeze(2).contiguous()  # [O, I, 1, 2R+1]
+        return spectral_fused_layer(x, coef, weight.contiguous(), reps, px)
     # Born: one GEMM, (B, 2R*I) x (2R*I, O), with pw and mask folded into the coefficients
     theta_e, b, code = _edge_params(theta, preacts_bias, ansatz, reps, in_dim, out_dim, x.dtype)
     cwt, c0 = spectral_born_coef(theta_e, b, weight.to(x.dtype), code, reps)  # [2R, I, O], [O]
