@@ -347,12 +347,14 @@ def test_auto_rule():
 
 
 def test_born_schedule_rule_and_choice():
-    """The Born layer's CPU schedule: the fused kernel for large batches at small O (W1, W2, W4 of
-    BENCHMARKS.md), the GEMM at B = 256 or O >= 128 (W3); born_path forces one or says what it takes."""
+    """The Born layer's CPU schedule: the fused kernel for large batches at small O (W1, W4 of
+    BENCHMARKS.md), the GEMM at B = 256 or larger O (W2, W3); born_path forces one or says what it
+    takes."""
     assert spectral.born_fused_preferred(1024, 16, 16, 3)  # W1
-    assert spectral.born_fused_preferred(1024, 64, 64, 3)  # W2
+    assert not spectral.born_fused_preferred(1024, 64, 64, 3)  # W2
     assert not spectral.born_fused_preferred(256, 128, 128, 4)  # W3
     assert spectral.born_fused_preferred(4096, 32, 32, 8)  # W4
+    assert spectral.born_fused_preferred(1024, 128, 64, 8)  # an 8 MiB basis
     assert not spectral.born_fused_preferred(4096, 32, 128, 8)
     assert not spectral.born_fused_preferred(1024, 32, 32, 2)  # a 0.5 MiB basis stays in cache
     gen = make_gen("born-schedule")

@@ -255,6 +255,24 @@ inline void dots(const T* const* c, const T* bk, int64_t bs, int R, Vec<T>* v) {
   for (int o = 0; o < NO; ++o) v[o] += v1[o];
 }
 
+// The same for two consecutive vectors of samples (bk and bk + L): each coefficient broadcast feeds
+// two FMAs (v for the first vector, u for the second), half the loads per FMA of two dots calls
+// (the Born backward's dL/du pass: 12% faster on W4, 1 thread; no gain measured in the forward).
+template <class T, int RC, int NO>
+inline void dots2(const T* const* c, const T* bk, int64_t bs, int R, Vec<T>* v, Vec<T>* u) {
+  constexpr int L = lanes<T>();
+  const int NB = RC ? 2 * RC : 2 * R;
+  for (int o = 0; o < NO; ++o) u[o] = v[o] = vset<T>(c[o][0]);
+  for (int k = 0; k < NB; ++k) {
+    const Vec<T> b0 = vload(bk + k * bs), b1 = vload(bk + k * bs + L);
+    for (int o = 0; o < NO; ++o) {
+      const Vec<T> ck = vset<T>(c[o][1 + k]);
+      v[o] += ck * b0;
+      u[o] += ck * b1;
+    }
+  }
+}
+
 // |Z| above this marks a lane near a pole: min(pa, pb) < kPole
 template <class T> constexpr T pole_abs_z() { return T(1) - T(2) * pole_threshold<T>(); }
 
@@ -451,13 +469,18 @@ void fused_backward(const SpectralParams& p, const Prepared<T>& pr) {
           const T* gzr[OB];
           for (int oo = 0; oo < OB; ++oo) gzr[oo] = NQ == 1 ? g[oo] + sb0 : gzb[oo];
           // Born pass 1: dL/du only (the weight sums are sum_k C_k dL/dC_k / weight, after pass 2)
-          for (int v = 0; v < (NQ == 1 && NEED_X ? nv : 0); ++v) {
+          for (int v = 0; v < (NQ == 1 && NEED_X ? nv : 0); v += 2) {
             const int j = v * L;
-            Vec<T> dz[OB];
-            dots<T, RC, OB>(d, bk + j, bs, R, dz);
-            Vec<T> du{};
-            for (int oo = 0; oo < OB; ++oo) du += (w[oo] * vload(g[oo] + sb0 + j)) * dz[oo];
-            vstore(dui + sb0 + j, vload(dui + sb0 + j) + du);
+            Vec<T> dz[2][OB];
+            if (v + 1 < nv)
+              dots2<T, RC, OB>(d, bk + j, bs, R, dz[0], dz[1]);
+            else
+              dots<T, RC, OB>(d, bk + j, bs, R, dz[0]);
+            for (int h = 0; h < (v + 1 < nv ? 2 : 1); ++h) {
+              Vec<T> du{};
+              for (int oo = 0; oo < OB; ++oo) du += (w[oo] * vload(g[oo] + sb0 + j + h * L)) * dz[h][oo];
+              vstore(dui + sb0 + j + h * L, vload(dui + sb0 + j + h * L) + du);
+            }
           }
           // pass 1: dL/dZ per sample and output, dL/du, weight sums (Z formula)
           for (int v = 0; v < (NQ == 1 ? 0 : nv); ++v) {

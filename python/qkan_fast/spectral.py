@@ -568,13 +568,14 @@ def born_fused_preferred(batch: int, in_dim: int, out_dim: int, reps: int, items
     """Whether the Born layer runs as the fused kernel (spectral_fused_layer, nq = 1) rather than the
     GEMM on the CPU. The GEMM path writes the basis [2R, I, B] and its gradient to memory and runs
     three GEMMs of width O; the fused kernel keeps neither in memory. Measured side by side
-    (bench/spectral_born_paths.py, bench/results/spectral_born_paths.json; 2 threads): the fused
-    kernel wins once the basis outgrows the caches at small O (W4, 8 MiB, O = 32: 1.3-2.1x) and at
-    O <= 16 (W1: 1.15x); at B = 256, or O >= 128, the GEMM wins (W3: 1.3x)."""
+    (bench/spectral_born_paths.py, bench/results/spectral_born_paths.json; forward+backward, 2
+    threads): the fused kernel wins where the basis outgrows the caches at small O (8 MiB at O = 16
+    or 32: 2.1-3.1x, W4 2.1x) and at O = 16 from B = 1024 (1.05-1.3x, W1 1.2x); the GEMM wins at
+    B = 256 (up to 1.4x, W3 1.3x) and at O >= 64 with a basis of a few MiB (1.1-1.4x)."""
     if batch < 1024 or out_dim > 64:
         return False
-    basis_bytes = 2 * reps * in_dim * batch * itemsize
-    return out_dim <= 16 or basis_bytes >= 3 * 2**19  # 1.5 MiB
+    basis_mib = 2 * reps * in_dim * batch * itemsize / 2**20
+    return out_dim <= 16 or (out_dim <= 32 and basis_mib >= 1.5) or basis_mib >= 8
 
 
 class _BornGemm(torch.autograd.Function):
