@@ -468,7 +468,7 @@ void fused_backward(const SpectralParams& p, const Prepared<T>& pr) {
           // dL/dy itself (Born: dL/dZ = weight * dL/dy, the weight applied to the lane sums)
           const T* gzr[OB];
           for (int oo = 0; oo < OB; ++oo) gzr[oo] = NQ == 1 ? g[oo] + sb0 : gzb[oo];
-          // Born pass 1: dL/du only (the weight sums are sum_k C_k dL/dC_k / weight, after pass 2)
+          // Born pass 1: dL/du only (dL/dW = C . the pass-2 sums, after the lane reduction)
           for (int v = 0; v < (NQ == 1 && NEED_X ? nv : 0); v += 2) {
             const int j = v * L;
             Vec<T> dz[2][OB];

@@ -490,6 +490,13 @@ def _basis_backward(ctx, grad):
 spectral_basis.register_autograd(_basis_backward, setup_context=_basis_setup_context)
 
 
+def _check_fused_coef(coef: Tensor, weight: Tensor, reps: int) -> None:
+    """The kernels read coef as [O, I, nq, 2R+1] with nq = 3 or 1: anything else is refused."""
+    want = (*weight.shape, 2 * reps + 1)
+    if coef.dim() != 4 or coef.shape[2] not in (1, 3) or (coef.shape[0], coef.shape[1], coef.shape[3]) != want:
+        raise ValueError(f"coef must have shape ({want[0]}, {want[1]}, 3 or 1, {want[2]}), got {tuple(coef.shape)}")
+
+
 @torch.library.custom_op("qkan_fast::spectral_fused_layer", mutates_args=())
 def spectral_fused_layer(x: Tensor, coef: Tensor, weight: Tensor, reps: int, px: bool) -> Tensor:
     """y[b,o] = sum_i weight[o,i] * g(Z_oi(u[b,i])), fused (no [B, O, I] tensor, no basis in memory).
@@ -497,6 +504,7 @@ def spectral_fused_layer(x: Tensor, coef: Tensor, weight: Tensor, reps: int, px:
     measure g(Z) = sqrt((1+Z)/2) - sqrt((1-Z)/2) (X and Y serve lanes near a pole, see
     csrc/cpu/spectral_kernels.h), or nq = 1, Z alone, for the Born measure g(Z) = Z. CPU only."""
     x, coef, weight = x.contiguous(), coef.contiguous(), weight.contiguous()
+    _check_fused_coef(coef, weight, reps)
     y = x.new_empty(x.shape[0], weight.shape[0])
     p = _params(x, reps, px, weight.shape[0])
     p.nq = coef.shape[2]
@@ -516,6 +524,7 @@ def spectral_fused_backward(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(grad_x, grad_coef, grad_weight); a gradient not asked for is an empty tensor."""
     grad_y, x, coef, weight = grad_y.contiguous(), x.contiguous(), coef.contiguous(), weight.contiguous()
+    _check_fused_coef(coef, weight, reps)
     outs = [torch.empty_like(t) if n else t.new_empty(0) for t, n in zip((x, coef, weight), needs)]
     p = _params(x, reps, px, weight.shape[0])
     p.nq = coef.shape[2]
