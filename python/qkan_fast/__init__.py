@@ -10,8 +10,8 @@ Quick start::
 import torch  # noqa: F401  (first: the extension then shares torch's OpenMP runtime)
 
 from . import _C
-from .ops import ENGINES, daruan_postacts, qkan_layer
-from .reference import ANSATZE, canonical_ansatz
+from .common import ANSATZE, ENGINES, canonical_ansatz
+from .engines import daruan_postacts, qkan_layer
 from .modules import QKAN, QKANLayer
 from .networks import DARUAN, HQKAN, HQKANLSTM, QKANLSTM
 from .integrations.qkan import from_qkan, to_qkan

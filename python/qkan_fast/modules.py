@@ -1,6 +1,6 @@
 """torch modules on the fused engines: QKANLayer and QKAN.
 
-Parameter names, shapes and initial values follow `qkan.QKANLayer` / `qkan.QKAN` (SPEC.md section 2)
+Parameter names, shapes and initial values follow `qkan.QKANLayer` / `qkan.QKAN` (docs/math.md)
 so that state_dicts load both ways.
 """
 
@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import ops
-from .reference import canonical_ansatz, theta_shape
+from . import engines
+from .common import canonical_ansatz, check_engine, seeded_generator, theta_shape
 
 
 def _identity(x: Tensor) -> Tensor:
@@ -89,6 +89,7 @@ class QKANLayer(nn.Module):
         device=None,
         dtype: Optional[torch.dtype] = None,
         p_dtype: Optional[torch.dtype] = None,
+        generator: Optional[torch.Generator] = None,
         **qkan_kwargs,
     ):
         super().__init__()
@@ -112,16 +113,13 @@ class QKANLayer(nn.Module):
         self.base_activation = _base_activation(base_activation)
         self.is_batchnorm = bool(is_batchnorm)
         self.seed = seed
-        ops.resolve_engine(engine)  # validates the name
-        self.engine = engine
+        self.engine = check_engine(engine)
         if theta_init not in ("xavier", "small_gaussian"):
             raise ValueError(f"theta_init must be 'xavier' or 'small_gaussian', got {theta_init!r}")
         self.theta_init = theta_init
         self.preact_init = bool(preact_init)
         factory = {"device": device, "dtype": dtype or p_dtype or torch.get_default_dtype()}
 
-        if seed is not None:
-            torch.manual_seed(seed)
         per_edge = theta_shape(self.ansatz, out_dim, in_dim, reps)
         sets = (out_dim, in_dim) if group == -1 else (group,)
         encode_bias = self.preact_trainable or self.ansatz == "rpz"
@@ -138,18 +136,19 @@ class QKANLayer(nn.Module):
         self.mask = nn.Parameter(torch.ones(out_dim, in_dim, **factory), requires_grad=False)
         if self.is_batchnorm:
             self.bn = nn.BatchNorm1d(in_dim, **factory)
-        self.reset_theta()
+        self.reset_theta(generator if seed is None else seeded_generator(seed, self.theta.device))
 
     @torch.no_grad()
-    def reset_theta(self) -> None:
-        """Initialise theta as qkan does (xavier_normal_ over the whole tensor, or N(0, 1/reps))."""
+    def reset_theta(self, generator: Optional[torch.Generator] = None) -> None:
+        """Initialise theta as qkan does (xavier_normal_ over the whole tensor, or N(0, 1/reps)),
+        drawing from `generator` (torch's global RNG when None)."""
         if self.theta_init == "xavier":
-            nn.init.xavier_normal_(self.theta)
+            nn.init.xavier_normal_(self.theta, generator=generator)
         else:
-            nn.init.normal_(self.theta, 0.0, 1.0 / math.sqrt(self.reps))
+            nn.init.normal_(self.theta, 0.0, 1.0 / math.sqrt(self.reps), generator=generator)
         if self.preact_init:
-            nn.init.xavier_normal_(self.preacts_weight)
-            nn.init.xavier_normal_(self.preacts_bias)
+            nn.init.xavier_normal_(self.preacts_weight, generator=generator)
+            nn.init.xavier_normal_(self.preacts_bias, generator=generator)
 
     def extra_repr(self) -> str:
         return (
@@ -166,7 +165,7 @@ class QKANLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # [B, I] -> [B, O]
         x = self._normalise(x)
-        return ops.qkan_layer(
+        return engines.qkan_layer(
             x, self.theta, self.preacts_weight, self.preacts_bias, self.base_weight, self.postact_weights,
             self.postact_bias, self.mask, ansatz=self.ansatz, reps=self.reps, fast_measure=self.fast_measure,
             preact_trainable=self.preact_trainable, base_activation=self.base_activation, engine=self.engine,
@@ -177,7 +176,7 @@ class QKANLayer(nn.Module):
         return self._phi(self._normalise(x))
 
     def _phi(self, x: Tensor) -> Tensor:  # normalised [B, I] -> [B, O, I]
-        return ops.daruan_postacts(
+        return engines.daruan_postacts(
             x, self.theta, self.preacts_weight, self.preacts_bias, ansatz=self.ansatz, reps=self.reps,
             fast_measure=self.fast_measure, preact_trainable=self.preact_trainable, out_dim=self.out_dim,
             engine=self.engine,
@@ -191,13 +190,6 @@ class QKANLayer(nn.Module):
         if self.base_activation is not None:
             out = out + self.base_weight * self.base_activation(x)[:, None, :]
         return out * self.mask
-
-    def plot(self, path: str, x: Optional[Tensor] = None, **kwargs) -> str:
-        """Draw every edge's learned activation to a PNG (matplotlib: `pip install qkan_fast[plot]`).
-        See qkan_fast.plotting.plot for the options; returns the path written."""
-        from .plotting import plot
-
-        return plot(self, path, x=x, **kwargs)
 
     @torch.no_grad()
     def prune_edges(self, threshold: float, x: Tensor) -> int:
@@ -277,6 +269,7 @@ class QKAN(nn.Module):
         device=None,
         dtype: Optional[torch.dtype] = None,
         p_dtype: Optional[torch.dtype] = None,
+        generator: Optional[torch.Generator] = None,
         **qkan_kwargs,
     ):
         super().__init__()
@@ -289,14 +282,14 @@ class QKAN(nn.Module):
         self.reps = reps
         self.norm_out = norm_out
         self.seed = seed
-        if seed is not None:
-            torch.manual_seed(seed)
+        # one stream over all layers, drawn in order: the global RNG, or a local generator for seed
+        generator = generator if seed is None else seeded_generator(seed, device)
         layer_kwargs = dict(
             reps=reps, group=group, ansatz=ansatz, fast_measure=fast_measure, preact_trainable=preact_trainable,
             postact_weight_trainable=postact_weight_trainable, postact_bias_trainable=postact_bias_trainable,
             ba_trainable=ba_trainable, base_activation=base_activation, is_batchnorm=is_batchnorm, engine=engine,
             preact_init=preact_init, theta_init=theta_init, device=device, dtype=dtype, p_dtype=p_dtype,
-            **qkan_kwargs,
+            generator=generator, **qkan_kwargs,
         )
         self.layers = nn.ModuleList(QKANLayer(a, b, **layer_kwargs) for a, b in zip(width[:-1], width[1:]))
 
@@ -306,7 +299,7 @@ class QKAN(nn.Module):
 
     @engine.setter
     def engine(self, value: str) -> None:
-        ops.resolve_engine(value)
+        check_engine(value)
         for layer in self.layers:
             layer.engine = value
 
@@ -330,13 +323,6 @@ class QKAN(nn.Module):
         new.width, new.reps, new.norm_out, new.seed = list(self.width), new_reps, self.norm_out, self.seed
         new.layers = nn.ModuleList(layer.refine(new_reps) for layer in self.layers)
         return new
-
-    def plot(self, path: str, x: Optional[Tensor] = None, **kwargs) -> str:
-        """Draw every edge's learned activation to a PNG (matplotlib: `pip install qkan_fast[plot]`).
-        See qkan_fast.plotting.plot for the options; returns the path written."""
-        from .plotting import plot
-
-        return plot(self, path, x=x, **kwargs)
 
     @torch.no_grad()
     def prune_edges(self, threshold: float, x: Tensor) -> int:

@@ -1,4 +1,4 @@
-"""Networks built from DARUAN layers (SPEC.md section 3), all on the fused engines.
+"""Networks built from DARUAN layers (docs/math.md), all on the fused engines.
 
 - `DARUAN(dim)`: the element-wise activation, one circuit per feature: y[..., i] = phi_i(x[..., i]).
   A drop-in for `nn.SiLU` / `nn.GELU` (inputs of any leading shape).
@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import ops
+from . import engines
+from .common import canonical_ansatz, check_engine, seeded_generator, theta_shape
 from .modules import QKAN, QKANLayer
-from .reference import canonical_ansatz, theta_shape
 
 __all__ = ["DARUAN", "HQKAN", "QKANLSTM", "HQKANLSTM", "hqkan_latent"]
 
@@ -42,7 +42,7 @@ def _positive(name: str, value) -> int:
 
 class DARUAN(nn.Module):
     """Element-wise quantum-inspired activation: feature i goes through its own single-qubit data
-    re-uploading circuit, y[..., i] = phi_i(x[..., i]) (SPEC.md section 1), phi in [-1, 1].
+    re-uploading circuit, y[..., i] = phi_i(x[..., i]) (docs/math.md), phi in [-1, 1].
 
     Usable like `nn.SiLU` for inputs of shape (..., dim). It is a QKAN layer with only the
     diagonal edges: parameters `theta` (dim, Rt, P), `preacts_weight` / `preacts_bias` (dim, R)
@@ -67,6 +67,7 @@ class DARUAN(nn.Module):
         seed: Optional[int] = None,
         device=None,
         dtype: Optional[torch.dtype] = None,
+        generator: Optional[torch.Generator] = None,
     ):
         super().__init__()
         self.dim = _positive("dim", dim)
@@ -74,27 +75,25 @@ class DARUAN(nn.Module):
         self.ansatz = canonical_ansatz(ansatz)
         self.fast_measure = bool(fast_measure)
         self.preact_trainable = bool(preact_trainable)
-        ops.resolve_engine(engine)
-        self.engine = engine
+        self.engine = check_engine(engine)
         if theta_init not in ("small_gaussian", "xavier"):
             raise ValueError(f"theta_init must be 'small_gaussian' or 'xavier', got {theta_init!r}")
         self.theta_init = theta_init
         factory = {"device": device, "dtype": dtype or torch.get_default_dtype()}
-        if seed is not None:
-            torch.manual_seed(seed)
         rows, cols = theta_shape(self.ansatz, 1, dim, reps)[2:]
         encode_bias = self.preact_trainable or self.ansatz == "rpz"
         self.theta = nn.Parameter(torch.empty(dim, rows, cols, **factory))
         self.preacts_weight = nn.Parameter(torch.ones(dim, reps, **factory), requires_grad=self.preact_trainable)
         self.preacts_bias = nn.Parameter(torch.zeros(dim, reps, **factory), requires_grad=encode_bias)
-        self.reset_parameters()
+        self.reset_parameters(generator if seed is None else seeded_generator(seed, self.theta.device))
 
     @torch.no_grad()
-    def reset_parameters(self) -> None:
+    def reset_parameters(self, generator: Optional[torch.Generator] = None) -> None:
+        """Draw theta again (from `generator`, or torch's global RNG) and reset the encodings."""
         if self.theta_init == "xavier":
-            nn.init.xavier_normal_(self.theta.view(1, *self.theta.shape))
+            nn.init.xavier_normal_(self.theta.view(1, *self.theta.shape), generator=generator)
         else:
-            nn.init.normal_(self.theta, 0.0, 1.0 / math.sqrt(self.reps))
+            nn.init.normal_(self.theta, 0.0, 1.0 / math.sqrt(self.reps), generator=generator)
         self.preacts_weight.fill_(1.0)
         self.preacts_bias.zero_()
 
@@ -112,7 +111,7 @@ class DARUAN(nn.Module):
         if x.numel() == 0:
             return x * 0  # keeps the shape (and the graph) of an empty batch
         flat = x.reshape(-1, self.dim)
-        phi = ops.daruan_postacts(
+        phi = engines.daruan_postacts(
             flat, self.theta.unsqueeze(0), self.preacts_weight.unsqueeze(0), self.preacts_bias.unsqueeze(0),
             ansatz=self.ansatz, reps=self.reps, fast_measure=self.fast_measure,
             preact_trainable=self.preact_trainable, engine=self.engine,
@@ -127,6 +126,19 @@ class DARUAN(nn.Module):
 def hqkan_latent(d_in: int, d_out: int) -> Tuple[int, int]:
     """The default HQKAN latent sizes (a, b) = (ceil(log2 d_in), ceil(log2 d_out)), each at least 1."""
     return max(1, math.ceil(math.log2(d_in))), max(1, math.ceil(math.log2(d_out)))
+
+
+def _linear(d_in: int, d_out: int, bias: bool, factory: dict, generator: Optional[torch.Generator]) -> nn.Linear:
+    """nn.Linear, initialised as nn.Linear.reset_parameters does but from `generator` when given."""
+    lin = nn.Linear(d_in, d_out, bias=bias, **factory) if generator is None else \
+        nn.Linear(d_in, d_out, bias=bias, device="meta", dtype=factory["dtype"]).to_empty(device=factory["device"] or "cpu")
+    if generator is not None:
+        with torch.no_grad():
+            nn.init.kaiming_uniform_(lin.weight, a=math.sqrt(5), generator=generator)
+            if bias:
+                bound = 1 / math.sqrt(d_in)
+                nn.init.uniform_(lin.bias, -bound, bound, generator=generator)
+    return lin
 
 
 class HQKAN(nn.Module):
@@ -148,6 +160,8 @@ class HQKAN(nn.Module):
         bias: bool = True,
         device=None,
         dtype: Optional[torch.dtype] = None,
+        seed: Optional[int] = None,
+        generator: Optional[torch.Generator] = None,
         **qkan_kwargs,
     ):
         super().__init__()
@@ -164,9 +178,11 @@ class HQKAN(nn.Module):
                 raise ValueError(f"latent must be None, an int or a pair (a, b), got {latent!r}") from None
         self.latent = (_positive("latent a", a), _positive("latent b", b))
         factory = {"device": device, "dtype": dtype}
-        self.down = nn.Linear(d_in, a, bias=bias, **factory)
-        self.qkan = QKAN([a, b], reps=reps, device=device, dtype=dtype, **qkan_kwargs)
-        self.up = nn.Linear(b, d_out, bias=bias, **factory)
+        # draws in construction order (down, the QKAN's theta, up) from one stream
+        generator = generator if seed is None else seeded_generator(seed, device)
+        self.down = _linear(d_in, a, bias, factory, generator)
+        self.qkan = QKAN([a, b], reps=reps, device=device, dtype=dtype, generator=generator, **qkan_kwargs)
+        self.up = _linear(b, d_out, bias, factory, generator)
 
     def extra_repr(self) -> str:
         return f"d_in={self.d_in}, d_out={self.d_out}, latent={self.latent}"
@@ -297,7 +313,7 @@ class _GatedLSTM(nn.Module):
 
 
 class QKANLSTM(_GatedLSTM):
-    """QKAN-LSTM (SPEC.md section 3): an LSTM whose four gate maps are one QKANLayer(d + H -> 4H)
+    """QKAN-LSTM (docs/math.md): an LSTM whose four gate maps are one QKANLayer(d + H -> 4H)
     per layer, evaluated by one fused kernel call per time step.
 
     Interface of `torch.nn.LSTM`: `forward(input, (h0, c0)=None) -> (output, (h_n, c_n))`, with
@@ -327,11 +343,11 @@ class QKANLSTM(_GatedLSTM):
         dtype: Optional[torch.dtype] = None,
         **layer_kwargs,
     ):
-        if seed is not None:
-            torch.manual_seed(seed)
+        generator = seeded_generator(seed, device) if seed is not None else layer_kwargs.pop("generator", None)
         self._layer_kwargs = dict(reps=reps, ansatz=ansatz, fast_measure=fast_measure, engine=engine, device=device,
-                                  dtype=dtype, **layer_kwargs)
+                                  dtype=dtype, generator=generator, **layer_kwargs)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, device, dtype)
+        del self._layer_kwargs["generator"]  # construction only: the module keeps no RNG state
         self.reps, self.ansatz, self.fast_measure = reps, canonical_ansatz(ansatz), bool(fast_measure)
 
     def _make_gates(self, in_features: int, out_features: int) -> nn.Module:
@@ -366,11 +382,11 @@ class HQKANLSTM(_GatedLSTM):
         dtype: Optional[torch.dtype] = None,
         **qkan_kwargs,
     ):
-        if seed is not None:
-            torch.manual_seed(seed)
+        generator = seeded_generator(seed, device) if seed is not None else qkan_kwargs.pop("generator", None)
         self._hqkan_kwargs = dict(latent=latent, reps=reps, bias=bias, ansatz=ansatz, fast_measure=fast_measure,
-                                  engine=engine, device=device, dtype=dtype, **qkan_kwargs)
+                                  engine=engine, device=device, dtype=dtype, generator=generator, **qkan_kwargs)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, device, dtype)
+        del self._hqkan_kwargs["generator"]  # construction only: the module keeps no RNG state
         self.reps, self.ansatz, self.fast_measure = reps, canonical_ansatz(ansatz), bool(fast_measure)
 
     def _make_gates(self, in_features: int, out_features: int) -> nn.Module:

@@ -18,6 +18,8 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
+from .modules import QKANLayer
+
 __all__ = ["plot"]
 
 _KINDS = ("phi", "edge")
@@ -37,8 +39,6 @@ def _require_matplotlib():
 
 
 def _qkan_layers(model: nn.Module) -> list:
-    from .modules import QKANLayer
-
     if isinstance(model, QKANLayer):
         return [model]
     if not isinstance(model, nn.Module):

@@ -1,4 +1,4 @@
-"""The spectral engine: exact Fourier evaluation of DARUAN layers (SPEC.md section 4).
+"""The spectral engine: exact Fourier evaluation of DARUAN layers (docs/math.md, the spectral identity).
 
 When the encoding weights are frozen at 1, each repetition's data gate turns by the same angle u
 (u = x for pz, rpz, real, mix; u = arccos(x) for px), so every edge's Born value is a
@@ -23,7 +23,7 @@ computes them in float64 and rounds once (near a pole its Bloch formula divides 
 r = 2 |alpha| |beta|, and float32 coefficients would double to triple its x-gradient error at R = 8:
 measured against the float64 truth); both backwards run in the layer's dtype.
 
-Layers (y = sum_i W[o,i] phi_oi(x[b,i]), W = postact_weights * mask; ops.qkan_layer adds the
+Layers (y = sum_i W[o,i] phi_oi(x[b,i]), W = postact_weights * mask; engines.qkan_layer adds the
 postact bias and base terms):
 - Born (phi = Z), as a GEMM or, for large batches at small O (`born_fused_preferred`), as the fused
   kernel below with the Z coefficients alone (`spectral_fused_layer`, nq = 1). The GEMM:
@@ -43,9 +43,8 @@ and does not require grad) and the dtype is float32 or float64. Elsewhere (train
 rpz with w != 1, px with encodings, which read biases) the circuit engine is exact and this
 engine raises a ValueError when asked for by name. Grouped parameters (group=g) work (the
 coefficients are computed per set). The postacts entry points (plots, pruning) always use the
-circuit engine. On devices other than the CPU the engine runs as plain torch ops (coefficients by
-the reference simulator, the Born GEMM as above, the fast measure materialising (B, O, I) with the
-Z formula only); untested on a GPU here.
+circuit engine. The engine has CPU kernels only: on other devices the dispatcher (engines.py) runs
+the circuit engine, which computes the same function.
 """
 
 from __future__ import annotations
@@ -56,35 +55,14 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from . import _C, ops
+from . import _C
+from .common import ANSATZ_CODES, canonical_ansatz, check_circuit_inputs, expand_group
 
 _DTYPE_CODES = {torch.float32: 0, torch.float64: 1}
-_DFT_CACHE: dict = {}
 
 
 def n_coef(reps: int) -> int:
     return 2 * reps + 1
-
-
-def sample_angles(reps: int) -> list:
-    """The 2R+1 angles u_m = 2 pi m / (2R+1) at which _coef_reference samples the circuit."""
-    m = n_coef(reps)
-    return [2.0 * math.pi * j / m for j in range(m)]
-
-
-def dft_matrix(reps: int, dtype: torch.dtype, device) -> Tensor:
-    """D (2R+1, 2R+1) with C[..., k] = sum_m D[k, m] z(u_m), rows: 1, cos ku (k=1..R), sin ku."""
-    key = (reps, dtype, str(device))
-    d = _DFT_CACHE.get(key)
-    if d is None:
-        m = n_coef(reps)
-        u = torch.tensor(sample_angles(reps), dtype=torch.float64)
-        k = torch.arange(1, reps + 1, dtype=torch.float64)[:, None]
-        d = torch.cat([torch.full((1, m), 1.0 / m, dtype=torch.float64), (2.0 / m) * torch.cos(k * u),
-                       (2.0 / m) * torch.sin(k * u)])
-        d = d.to(dtype=dtype, device=device)
-        _DFT_CACHE[key] = d
-    return d
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,12 +70,12 @@ def dft_matrix(reps: int, dtype: torch.dtype, device) -> Tensor:
 
 
 def unsupported_reason(ansatz: str, preact_trainable: bool, preacts_weight: Tensor, dtype: torch.dtype) -> Optional[str]:
-    """None when SPEC.md section 4 applies to this layer, else why not (for the error message)."""
+    """None when the spectral identity (docs/math.md) applies to this layer, else why not (for the error message)."""
     if dtype not in _DTYPE_CODES:
         return f"the spectral engine runs float32 and float64 layers, got {dtype}"
     if preact_trainable:
         return (
-            "the spectral engine needs encoding weights frozen at 1 (SPEC.md section 4), but "
+            "the spectral engine needs encoding weights frozen at 1 (docs/math.md, the spectral identity), but "
             "preact_trainable=True makes every repetition's angle w*x + b trainable (and px reads its "
             "biases then); use engine='circuit' or 'auto' for this layer"
         )
@@ -181,27 +159,6 @@ def _coef_params(theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int):
     return p
 
 
-def _coef_reference(theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int) -> Tensor:
-    """Other devices: the circuit at the 2R+1 angles u_m by the reference simulator (torch ops),
-    then a DFT."""
-    from . import reference
-
-    name = ops.ANSATZE[ansatz]
-    m = n_coef(reps)
-    u = torch.tensor(sample_angles(reps), dtype=theta.dtype, device=theta.device)
-    xs = u[:, None].expand(m, theta.shape[1])
-    enc = name == "rpz"
-    ones = torch.ones_like(pre_b) if enc else None
-    alpha, beta = reference.amplitudes(xs, theta, ones, pre_b if enc else None, ansatz=name, reps=reps,
-                                       preact_trainable=False)  # [2R+1, O, I]
-    comps = [alpha.abs() ** 2 - beta.abs() ** 2]
-    if nq == 3:
-        ab = 2 * alpha.conj() * beta
-        comps += [ab.real, ab.imag]
-    v = torch.stack(comps, dim=-1).to(theta.dtype)  # [2R+1, O, I, nq]
-    return torch.einsum("km,moiq->oiqk", dft_matrix(reps, theta.dtype, theta.device), v).contiguous()
-
-
 @torch.library.custom_op("qkan_fast::spectral_coef", mutates_args=())
 def spectral_coef(theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int, exact: bool) -> Tensor:
     """Fourier coefficients [O, I, nq, 2R+1] of every edge's Bloch components Z (, X, Y) as
@@ -209,10 +166,6 @@ def spectral_coef(theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int,
     pre_b [O, I, R] (rpz: e = u + b) or empty. px is passed in as its mix form (mix_form_of_px).
     exact: compute in float64 and round to theta's dtype (the backward stays in theta's dtype)."""
     theta, pre_b = theta.contiguous(), pre_b.contiguous()
-    if theta.device.type != "cpu":
-        if exact and theta.dtype != torch.float64:
-            return _coef_reference(theta.double(), pre_b.double(), ansatz, reps, nq).to(theta.dtype)
-        return _coef_reference(theta, pre_b, ansatz, reps, nq)
     out = theta.new_empty(theta.shape[0], theta.shape[1], nq, n_coef(reps))
     p = _coef_params(theta, pre_b, ansatz, reps, nq)
     p.exact = exact
@@ -232,13 +185,6 @@ def spectral_coef_backward(
 ) -> tuple[Tensor, Tensor]:
     """(grad_theta, grad_pre_b) of spectral_coef; grad_pre_b is empty unless need_b."""
     grad, theta, pre_b = grad.contiguous(), theta.contiguous(), pre_b.contiguous()
-    if theta.device.type != "cpu":
-        with torch.enable_grad():
-            th = theta.detach().requires_grad_()
-            b = pre_b.detach().requires_grad_(need_b)
-            c = _coef_reference(th, b, ansatz, reps, nq)
-            gs = torch.autograd.grad(c, [th, b] if need_b else [th], grad)
-        return gs[0], (gs[1] if need_b else theta.new_empty(0))
     gtheta = torch.empty_like(theta)
     gb = torch.empty_like(pre_b) if need_b else theta.new_empty(0)
     p = _coef_params(theta, pre_b, ansatz, reps, nq)
@@ -289,14 +235,14 @@ def _edge_params(theta: Tensor, preacts_bias: Tensor, ansatz: str, reps: int, in
     """theta [O, I, Rt, P] and (rpz) biases [O, I, R] (else empty) for the coefficient kernels, in
     dtype, with the ansatz code they run as: grouped parameters expanded to the edges (to out_dim
     rows when out_dim > 0, else one row), px in its mix form."""
-    theta = ops.expand_group(theta, 0, in_dim, 4).to(dtype)
+    theta = expand_group(theta, in_dim, 4).to(dtype)
     if out_dim and theta.shape[0] != out_dim:
         theta = theta.expand(out_dim, *theta.shape[1:])
-    code = ops.ANSATZ_CODES[ansatz]
+    code = ANSATZ_CODES[ansatz]
     if ansatz == "px":
-        theta, code = mix_form_of_px(theta), ops.ANSATZ_CODES["mix"]
+        theta, code = mix_form_of_px(theta), ANSATZ_CODES["mix"]
     if ansatz == "rpz":
-        b = ops.expand_group(preacts_bias, 0, in_dim, 3).to(dtype).expand(theta.shape[0], in_dim, reps)
+        b = expand_group(preacts_bias, in_dim, 3).to(dtype).expand(theta.shape[0], in_dim, reps)
     else:
         b = theta.new_empty(0)
     return theta, b, code
@@ -316,7 +262,7 @@ def coefficients(
     """The Fourier coefficients of every edge's Born value Z (and X, Y with bloch) in the data
     angle, differentiable in theta and (rpz) preacts_bias; in `dtype` (default theta's), computed in
     float64 and rounded when exact (the backward stays in `dtype`)."""
-    theta, b, code = _edge_params(theta, preacts_bias, ops.canonical_ansatz(ansatz), reps, in_dim, 0,
+    theta, b, code = _edge_params(theta, preacts_bias, canonical_ansatz(ansatz), reps, in_dim, 0,
                                   dtype or theta.dtype)
     c = spectral_coef(theta, b, code, reps, 3 if bloch else 1, exact)
     return c if bloch else c[:, :, 0]
@@ -326,11 +272,6 @@ def coefficients(
 # the Born layer's GEMM operand: coefficients with the weights folded in
 
 
-def _born_coef_torch(theta: Tensor, pre_b: Tensor, weight: Tensor, ansatz: int, reps: int) -> tuple[Tensor, Tensor]:
-    c = _coef_reference(theta, pre_b, ansatz, reps, 1)[:, :, 0] * weight[..., None]  # [O, I, 2R+1]
-    return c[..., 1:].permute(2, 1, 0).contiguous(), c[..., 0].sum(dim=1)
-
-
 @torch.library.custom_op("qkan_fast::spectral_born_coef", mutates_args=())
 def spectral_born_coef(theta: Tensor, pre_b: Tensor, weight: Tensor, ansatz: int, reps: int) -> tuple[Tensor, Tensor]:
     """(cwt [2R, I, O], c0 [O]) with cwt[k, i, o] = weight[o, i] C[o, i, 1+k] and c0[o] =
@@ -338,8 +279,6 @@ def spectral_born_coef(theta: Tensor, pre_b: Tensor, weight: Tensor, ansatz: int
     [O, I, Rt, P]; pre_b [O, I, R] (rpz) or empty; weight [O, I]. The Born layer is then
     y = c0 + spectral_basis(x).flatten(0, 1).T @ cwt.flatten(0, 1), one GEMM."""
     theta, pre_b, weight = theta.contiguous(), pre_b.contiguous(), weight.contiguous()
-    if theta.device.type != "cpu":
-        return _born_coef_torch(theta, pre_b, weight, ansatz, reps)
     out_dim, in_dim = weight.shape
     cw = theta.new_empty(2 * reps, in_dim, out_dim)
     c0 = theta.new_empty(out_dim)
@@ -362,13 +301,6 @@ def spectral_born_coef_backward(
     """(grad_theta, grad_pre_b, grad_weight) of spectral_born_coef; one not asked for is empty."""
     grad_cw, grad_c0 = grad_cw.contiguous(), grad_c0.contiguous()
     theta, pre_b, weight = theta.contiguous(), pre_b.contiguous(), weight.contiguous()
-    if theta.device.type != "cpu":
-        with torch.enable_grad():
-            ins = [t.detach().requires_grad_(n) for t, n in zip((theta, pre_b, weight), needs)]
-            outs = _born_coef_torch(*ins, ansatz, reps)
-            wanted = [t for t, n in zip(ins, needs) if n]
-            gs = iter(torch.autograd.grad(outs, wanted, (grad_cw, grad_c0)) if wanted else ())
-        return tuple(next(gs) if n else t.new_empty(0) for t, n in zip(ins, needs))
     outs = [torch.empty_like(t) if n else t.new_empty(0) for t, n in zip((theta, pre_b, weight), needs)]
     if any(needs):
         p = _coef_params(theta, pre_b, ansatz, reps, 1)
@@ -417,28 +349,11 @@ spectral_born_coef.register_autograd(_born_coef_backward, setup_context=_born_co
 # custom ops: the basis and the fused fast-measure layer
 
 
-def _basis_torch(x: Tensor, reps: int, px: bool) -> Tensor:
-    u = torch.arccos(x.clamp(-1, 1)) if px else x
-    ku = torch.arange(1, reps + 1, dtype=x.dtype, device=x.device)[:, None, None] * u.t()  # [R, I, B]
-    return torch.cat([torch.cos(ku), torch.sin(ku)])
-
-
-def _slope_torch(x: Tensor, px: bool) -> Tensor:
-    """du/dx with the circuit engine's floor (daruan.h data_angle_slope)."""
-    if not px:
-        return torch.ones_like(x)
-    xc = x.clamp(-1, 1)
-    r = 2 * torch.sqrt(0.5 * (1 + xc)) * torch.sqrt(0.5 * (1 - xc))
-    return -1 / r.clamp_min(1e-6 if x.dtype == torch.float32 else 1e-12)
-
-
 @torch.library.custom_op("qkan_fast::spectral_basis", mutates_args=())
 def spectral_basis(x: Tensor, reps: int, px: bool) -> Tensor:
     """[B, I] -> [2R, I, B]: cos(ku) for k = 1..R, then sin(ku); u = x, or arccos(x) for px.
     Transposed (samples last): the Born GEMM's left operand as BLAS runs it fastest (layer())."""
     x = x.contiguous()
-    if x.device.type != "cpu":
-        return _basis_torch(x, reps, px)
     out = x.new_empty(2 * reps, x.shape[1], x.shape[0])
     p = _params(x, reps, px)
     p.basis = out.data_ptr()
@@ -455,12 +370,6 @@ def _(x, reps, px):
 def spectral_basis_backward(grad: Tensor, x: Tensor, reps: int, px: bool) -> Tensor:
     """grad_x [B, I] from grad_basis [2R, I, B] (px: times du/dx, floored as the circuit engine)."""
     grad, x = grad.contiguous(), x.contiguous()
-    if x.device.type != "cpu":
-        u = torch.arccos(x.clamp(-1, 1)) if px else x
-        k = torch.arange(1, reps + 1, dtype=x.dtype, device=x.device)[:, None, None]
-        ku = k * u.t()  # [R, I, B]
-        du = (k * (grad[reps:] * torch.cos(ku) - grad[:reps] * torch.sin(ku))).sum(0)
-        return du.t() * _slope_torch(x, px)
     gx = torch.empty_like(x)
     p = _params(x, reps, px)
     p.grad_basis = grad.data_ptr()
@@ -556,23 +465,6 @@ def _fused_backward(ctx, grad_y):
 spectral_fused_layer.register_autograd(_fused_backward, setup_context=_fused_setup_context)
 
 
-def fast_measure_torch(z: Tensor) -> Tensor:
-    """g(z) = sqrt((1+z)/2) - sqrt((1-z)/2) in torch ops, with the kernel's rules: z clamped to
-    [-1, 1] straight-through, and a vanished amplitude (p <= floor) contributing gradient 0."""
-    zc = z + (z.clamp(-1, 1) - z).detach()
-    fl = 1e-30 if z.dtype == torch.float32 else 1e-300
-    return torch.sqrt((0.5 + 0.5 * zc).clamp_min(fl)) - torch.sqrt((0.5 - 0.5 * zc).clamp_min(fl))
-
-
-def fast_layer_torch(x: Tensor, coef: Tensor, weight: Tensor, reps: int, px: bool) -> Tensor:
-    """The fast-measure layer in plain torch ops (materialises [B, O, I]; the Z formula only, without
-    the kernel's pole treatment): other devices. coef [O, I, 2R+1]."""
-    phi_basis = spectral_basis(x, reps, px)  # [2R, I, B]
-    c = coef.to(x.dtype)
-    z = c[..., 0] + torch.einsum("kib,oik->boi", phi_basis, c[..., 1:])
-    return torch.einsum("boi,oi->bo", fast_measure_torch(z), weight)
-
-
 def born_fused_preferred(batch: int, in_dim: int, out_dim: int, reps: int, itemsize: int = 4) -> bool:
     """Whether the Born layer runs as the fused kernel (spectral_fused_layer, nq = 1) rather than the
     GEMM on the CPU. The GEMM path writes the basis [2R, I, B] and its gradient to memory and runs
@@ -627,23 +519,28 @@ def layer(
     """y[b,o] = sum_i weight[o,i] * phi_oi(x[b,i]) by the spectral engine; ValueError where it
     does not apply (see unsupported_reason). born_path: "gemm" or "fused" (CPU only) forces the
     Born measure's schedule, None picks it (born_fused_preferred)."""
-    ansatz = ops.canonical_ansatz(ansatz)
+    ansatz = canonical_ansatz(ansatz)
     if not isinstance(x, Tensor) or x.dim() != 2:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"x must have shape (batch, in_dim), got {got}")
+    if x.device.type != "cpu":
+        raise ValueError(f"the spectral engine has CPU kernels only, got x on {x.device}; "
+                         "qkan_layer(engine='spectral') runs the circuit engine there")
     reason = unsupported_reason(ansatz, preact_trainable, preacts_weight, x.dtype)
     if reason is not None:
         raise ValueError(f"engine='spectral' does not apply to this layer: {reason}")
+    if born_path is not None and born_path not in ("gemm", "fused"):
+        raise ValueError(f"born_path must be 'gemm', 'fused' or None, got {born_path!r}")
     in_dim = x.shape[1]
     out_dim = weight.shape[0]
     # the circuit engine's checks (shapes, dtypes, devices, sizes, px domain) on the per-edge view
-    ops.check_circuit_inputs(
-        x, ops.expand_group(theta, 0, in_dim, 4), ops.expand_group(preacts_weight, 0, in_dim, 3),
-        ops.expand_group(preacts_bias, 0, in_dim, 3), ansatz=ansatz, reps=reps, encode=False,
+    check_circuit_inputs(
+        x, expand_group(theta, in_dim, 4), expand_group(preacts_weight, in_dim, 3),
+        expand_group(preacts_bias, in_dim, 3), ansatz=ansatz, reps=reps, encode=False,
     )
     px = ansatz == "px"
     x = x.contiguous()
-    if fast_measure and x.device.type == "cpu":
+    if fast_measure:
         # coefficients computed in float64 and rounded (exact=True): near a pole the kernel's Bloch
         # formula divides by r = 2 |alpha| |beta|, and float32 coefficients (a few ulp each) would
         # then dominate the x gradient (2-6x the circuit engine's error at R = 8, measured); rounded
@@ -653,14 +550,7 @@ def layer(
                             bloch=True, exact=True)
         coef = coef.expand(out_dim, in_dim, *coef.shape[2:]).contiguous()
         return spectral_fused_layer(x, coef, weight.contiguous(), reps, px)
-    if fast_measure:
-        coef = coefficients(theta, preacts_bias, ansatz=ansatz, reps=reps, in_dim=in_dim, dtype=x.dtype)
-        return fast_layer_torch(x, coef.expand(out_dim, in_dim, coef.shape[2]), weight, reps, px)
-    if born_path is not None and born_path not in ("gemm", "fused"):
-        raise ValueError(f"born_path must be 'gemm', 'fused' or None, got {born_path!r}")
-    if born_path == "fused" and x.device.type != "cpu":
-        raise ValueError(f"born_path='fused' runs on the CPU only, got x on {x.device}")
-    if born_path == "fused" or (born_path is None and x.device.type == "cpu" and born_fused_preferred(
+    if born_path == "fused" or (born_path is None and born_fused_preferred(
             x.shape[0], in_dim, out_dim, reps, x.element_size())):
         coef = coefficients(theta, preacts_bias, ansatz=ansatz, reps=reps, in_dim=in_dim, dtype=x.dtype)
         coef = coef.expand(out_dim, in_dim, coef.shape[2]).unsqueeze(2).contiguous()  # [O, I, 1, 2R+1]

@@ -10,7 +10,7 @@
     back = to_qkan(fast)        # -> qkan.QKAN (solver "exact" unless told otherwise)
 
 The solver computes every edge's DARUAN value, the (batch, out_dim, in_dim) tensor qkan's layers
-expect, with `qkan_fast.ops.daruan_postacts` (fused kernels, autograd-aware). It honours qkan's
+expect, with `qkan_fast.daruan_postacts` (fused kernels, autograd-aware). It honours qkan's
 keywords `ansatz` (names and aliases), `fast_measure`, `preacts_trainable`, `out_dim`, shared
 parameter groups (theta (g, Rt, P): edge (o, i) uses set i % g, as qkan's exact solver tiles them)
 and `dtype` (qkan's complex compute dtype: we compute in float64 when x, theta or `dtype` is
@@ -31,8 +31,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .. import ops
-from ..reference import canonical_ansatz
+from .. import engines
+from ..common import canonical_ansatz, check_engine, expand_group
 
 __all__ = ["SOLVER_NAME", "register", "solve", "from_qkan", "to_qkan", "QKANFastSolver"]
 
@@ -76,7 +76,7 @@ def _per_edge(t: Tensor, in_dim: int, per_edge_rank: int, name: str) -> Tensor:
             )
         return t
     if t.dim() == per_edge_rank - 1:
-        return ops.expand_group(t, 0, in_dim, per_edge_rank)
+        return expand_group(t, in_dim, per_edge_rank)
     raise ValueError(f"{name} has shape {tuple(t.shape)}: expected {per_edge_rank} dims (per edge) or "
                      f"{per_edge_rank - 1} (grouped)")
 
@@ -124,7 +124,7 @@ def solve(
         # not read by the circuit: stand-ins in theta's layout (no copy of qkan's frozen tensors)
         pw = th.new_ones(()).expand(*th.shape[:2], reps)
         pb = th.new_zeros(()).expand(*th.shape[:2], reps)
-    phi = ops.daruan_postacts(
+    phi = engines.daruan_postacts(
         x.to(compute), th.to(compute), pw.to(compute), pb.to(compute), ansatz=ansatz, reps=reps,
         fast_measure=fast_measure, preact_trainable=preact_trainable, out_dim=out_dim, engine=engine,
     )
@@ -146,8 +146,7 @@ def _solver_class():
             name = SOLVER_NAME
 
             def __init__(self, engine: str = "auto", name: str = SOLVER_NAME):
-                ops.resolve_engine(engine)
-                self.engine = engine
+                self.engine = check_engine(engine)
                 self.name = name
 
             def __call__(self, x, theta, preacts_weight, preacts_bias, reps, **kwargs):
@@ -156,7 +155,10 @@ def _solver_class():
             def __repr__(self) -> str:
                 return f"QKANFastSolver(name={self.name!r}, engine={self.engine!r})"
 
+        # made on first use (qkan is imported only then) but named as a module attribute: pickle finds
+        # it through this module's __getattr__, so whole qkan models on our solver pickle
         QKANFastSolver.__module__ = __name__
+        QKANFastSolver.__qualname__ = "QKANFastSolver"
         _SOLVER_CLASS = QKANFastSolver
     return _SOLVER_CLASS
 

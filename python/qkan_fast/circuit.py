@@ -1,0 +1,241 @@
+"""The circuit engine: torch custom ops over the compiled circuit kernels (csrc/cpu, cuda/).
+
+Every edge's DARUAN circuit is run in registers by the kernels, the sum over inputs fused; the
+backward recomputes each edge's state and sweeps the adjoint back through the gates. Saved for
+backward: x and the parameters, nothing of size B*O*I. Callers (engines.py) have checked every
+tensor with common.check_circuit_inputs; the ops make inputs contiguous and fill the params
+struct the core takes.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from . import _C
+from .common import ANSATZ_CODES, check_circuit_inputs, expand_group, uses_encoding
+
+_DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2}  # csrc/daruan.h DType
+
+
+def _ptr(t: Optional[Tensor]) -> int:
+    return 0 if t is None or t.numel() == 0 else t.data_ptr()
+
+
+def _params(x, theta, pre_w, pre_b, ansatz: int, reps: int, fast_measure: bool, encode: bool):
+    p = _C.CircuitParams()
+    p.batch, p.in_dim = x.shape
+    p.out_dim = theta.shape[0]
+    p.reps = reps
+    p.ansatz = ansatz
+    p.dtype = _DTYPE_CODES[x.dtype]
+    p.fast_measure = fast_measure
+    p.encode = encode
+    p.x = x.data_ptr()
+    p.theta = theta.data_ptr()
+    if encode:
+        p.pre_w = pre_w.data_ptr()
+        p.pre_b = pre_b.data_ptr()
+    if x.is_cuda:
+        p.device = x.device.index if x.device.index is not None else torch.cuda.current_device()
+        p.stream = torch.cuda.current_stream(x.device).cuda_stream
+    else:
+        p.num_threads = torch.get_num_threads()
+    return p
+
+
+def _launch(kind: str, p, device: torch.device) -> None:
+    getattr(_C, f"circuit_{kind}_{'cuda' if device.type == 'cuda' else 'cpu'}")(p)
+
+
+def _contig(*ts: Tensor):
+    return [t.contiguous() for t in ts]
+
+
+@torch.library.custom_op("qkan_fast::circuit_layer", mutates_args=())
+def circuit_layer(
+    x: Tensor,  # [B, I]
+    theta: Tensor,  # [O, I, Rt, P]
+    pre_w: Tensor,  # [O, I, R]
+    pre_b: Tensor,  # [O, I, R]
+    weight: Tensor,  # [O, I]  postact weight * mask
+    ansatz: int,
+    reps: int,
+    fast_measure: bool,
+    encode: bool,
+) -> Tensor:
+    """y[b,o] = sum_i weight[o,i] * phi_oi(x[b,i]), fused: no (B, O, I) tensor. Returns [B, O]."""
+    x, theta, pre_w, pre_b, weight = _contig(x, theta, pre_w, pre_b, weight)
+    y = x.new_empty(x.shape[0], theta.shape[0])
+    if x.shape[0] == 0:
+        return y
+    p = _params(x, theta, pre_w, pre_b, ansatz, reps, fast_measure, encode)
+    p.weight = weight.data_ptr()
+    p.y = y.data_ptr()
+    _launch("forward", p, x.device)
+    return y
+
+
+@circuit_layer.register_fake
+def _(x, theta, pre_w, pre_b, weight, ansatz, reps, fast_measure, encode):
+    return x.new_empty(x.shape[0], theta.shape[0])
+
+
+@torch.library.custom_op("qkan_fast::circuit_postacts", mutates_args=())
+def circuit_postacts(
+    x: Tensor, theta: Tensor, pre_w: Tensor, pre_b: Tensor, ansatz: int, reps: int, fast_measure: bool, encode: bool
+) -> Tensor:
+    """phi_oi(x[b,i]) for every edge: [B, O, I] (plotting, pruning, interop, shared groups)."""
+    x, theta, pre_w, pre_b = _contig(x, theta, pre_w, pre_b)
+    out = x.new_empty(x.shape[0], theta.shape[0], x.shape[1])
+    if x.shape[0] == 0:
+        return out
+    p = _params(x, theta, pre_w, pre_b, ansatz, reps, fast_measure, encode)
+    p.postacts = out.data_ptr()
+    _launch("postacts", p, x.device)
+    return out
+
+
+@circuit_postacts.register_fake
+def _(x, theta, pre_w, pre_b, ansatz, reps, fast_measure, encode):
+    return x.new_empty(x.shape[0], theta.shape[0], x.shape[1])
+
+
+def _grad_outputs(x, theta, pre_w, pre_b, weight, encode, needs, make):
+    """The five gradient buffers (x, theta, pre_w, pre_b, weight); one not asked for is empty.
+    Distinct tensors: custom-op outputs may not alias each other."""
+    def out(t, wanted, zero=False):
+        if not wanted:
+            return x.new_empty(0)
+        return torch.zeros_like(t) if zero else make(t)
+
+    need_w = weight is not None and needs[4]
+    return [out(x, needs[0]), out(theta, needs[1]), out(pre_w, needs[2], zero=not encode),
+            out(pre_b, needs[3], zero=not encode), out(x if weight is None else weight, need_w)]
+
+
+@torch.library.custom_op("qkan_fast::circuit_backward", mutates_args=())
+def circuit_backward(
+    grad: Tensor,  # [B, O] (with weight) or [B, O, I] (postacts)
+    x: Tensor,
+    theta: Tensor,
+    pre_w: Tensor,
+    pre_b: Tensor,
+    weight: Optional[Tensor],
+    ansatz: int,
+    reps: int,
+    fast_measure: bool,
+    encode: bool,
+    needs: Sequence[bool],  # grads wanted: x, theta, pre_w, pre_b, weight
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients by adjoint recomputation; a gradient not asked for comes back as an empty tensor.
+    An empty batch gives zero parameter gradients, as nn.Linear does."""
+    grad, x, theta, pre_w, pre_b = _contig(grad, x, theta, pre_w, pre_b)
+    weight = None if weight is None else weight.contiguous()
+    empty_batch = x.shape[0] == 0
+    outs = _grad_outputs(x, theta, pre_w, pre_b, weight, encode, needs,
+                         torch.zeros_like if empty_batch else torch.empty_like)
+    if empty_batch or not any(o.numel() for o in outs):
+        return tuple(outs)
+    p = _params(x, theta, pre_w, pre_b, ansatz, reps, fast_measure, encode)
+    if weight is not None:
+        p.weight = weight.data_ptr()
+        p.grad_y = grad.data_ptr()
+    else:
+        p.grad_postacts = grad.data_ptr()
+    p.grad_x, p.grad_theta = _ptr(outs[0]), _ptr(outs[1])
+    if encode:
+        p.grad_pre_w, p.grad_pre_b = _ptr(outs[2]), _ptr(outs[3])
+    p.grad_weight = _ptr(outs[4])
+    _launch("backward", p, x.device)
+    return tuple(outs)
+
+
+@circuit_backward.register_fake
+def _(grad, x, theta, pre_w, pre_b, weight, ansatz, reps, fast_measure, encode, needs):
+    return tuple(_grad_outputs(x, theta, pre_w, pre_b, weight, True, needs, torch.empty_like))
+
+
+def _grads_or_none(outs, needs):
+    return [g if n else None for g, n in zip(outs, needs)]
+
+
+def _layer_setup_context(ctx, inputs, output):
+    x, theta, pre_w, pre_b, weight, ansatz, reps, fast_measure, encode = inputs
+    # x and the parameters only: the backward recomputes every edge's state in registers
+    ctx.save_for_backward(x, theta, pre_w, pre_b, weight)
+    ctx.config = (ansatz, reps, fast_measure, encode)
+
+
+def _layer_backward(ctx, grad_y):
+    x, theta, pre_w, pre_b, weight = ctx.saved_tensors
+    needs = list(ctx.needs_input_grad[:5])
+    outs = circuit_backward(grad_y, x, theta, pre_w, pre_b, weight, *ctx.config, needs)
+    return (*_grads_or_none(outs, needs), None, None, None, None)
+
+
+circuit_layer.register_autograd(_layer_backward, setup_context=_layer_setup_context)
+
+
+def _postacts_setup_context(ctx, inputs, output):
+    x, theta, pre_w, pre_b, ansatz, reps, fast_measure, encode = inputs
+    ctx.save_for_backward(x, theta, pre_w, pre_b)
+    ctx.config = (ansatz, reps, fast_measure, encode)
+
+
+def _postacts_backward(ctx, grad_post):
+    x, theta, pre_w, pre_b = ctx.saved_tensors
+    needs = list(ctx.needs_input_grad[:4]) + [False]
+    outs = circuit_backward(grad_post, x, theta, pre_w, pre_b, None, *ctx.config, needs)
+    return (*_grads_or_none(outs[:4], needs[:4]), None, None, None, None)
+
+
+circuit_postacts.register_autograd(_postacts_backward, setup_context=_postacts_setup_context)
+
+
+# --------------------------------------------------------------------------------------------
+# the engine's two entry points
+
+
+def postacts(
+    x: Tensor,  # [B, I]
+    theta: Tensor,  # [O, I, Rt, P] or grouped [g, Rt, P]
+    pre_w: Tensor,  # [O, I, R] or [g, R]
+    pre_b: Tensor,  # [O, I, R] or [g, R]
+    *,
+    ansatz: str,
+    reps: int,
+    fast_measure: bool,
+    preact_trainable: bool,
+) -> Tensor:  # [B, O, I]; [B, 1, I] for grouped parameters
+    in_dim = x.shape[-1] if isinstance(x, Tensor) and x.dim() == 2 else 0
+    theta, pre_w, pre_b = expand_group(theta, in_dim, 4), expand_group(pre_w, in_dim, 3), expand_group(pre_b, in_dim, 3)
+    encode = uses_encoding(ansatz, preact_trainable)
+    check_circuit_inputs(x, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, encode=encode,
+                         out_elems_per_sample=theta.shape[0] * in_dim)
+    return circuit_postacts(x, theta, pre_w, pre_b, ANSATZ_CODES[ansatz], reps, fast_measure, encode)
+
+
+def layer(
+    x: Tensor,  # [B, I]
+    theta: Tensor,  # [O, I, Rt, P] or grouped [g, Rt, P]
+    pre_w: Tensor,  # [O, I, R] or [g, R]
+    pre_b: Tensor,  # [O, I, R] or [g, R]
+    weight: Tensor,  # [O, I]  postact weight * mask
+    *,
+    ansatz: str,
+    reps: int,
+    fast_measure: bool,
+    preact_trainable: bool,
+) -> Tensor:  # [B, O]
+    """y[b,o] = sum_i weight[o,i] * phi_oi(x[b,i]) by the circuit kernels."""
+    if theta.dim() == 3:
+        # shared parameter sets: phi does not depend on o, so compute it once and finish with a GEMM
+        phi = postacts(x, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, fast_measure=fast_measure,
+                       preact_trainable=preact_trainable)[:, 0, :]
+        return phi @ weight.t()
+    encode = uses_encoding(ansatz, preact_trainable)
+    check_circuit_inputs(x, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, encode=encode)
+    return circuit_layer(x, theta, pre_w, pre_b, weight, ANSATZ_CODES[ansatz], reps, fast_measure, encode)
