@@ -66,7 +66,7 @@ class QKANLayer(nn.Module):
 
     where ``phi_oi`` is the edge's single-qubit circuit read out by the chosen measure (see
     docs/math.md). Parameter names, shapes, initial values and keywords are those of
-    ``qkan.QKANLayer``, so ``state_dict``\ s load both ways:
+    ``qkan.QKANLayer``, so state dicts load both ways:
 
     - ``theta``: ``(O, I, R+1, P)`` (``P`` = 2 for pz and mix, else 1; ``real``: ``(O, I, R, 1)``),
       Xavier-normal (or ``N(0, 1/R)`` with ``theta_init="small_gaussian"``);
@@ -424,7 +424,7 @@ class QKAN(nn.Module):
     """A stack of QKAN layers ``n0 -> n1 -> ... -> nL``, like ``qkan.QKAN``.
 
     The layers are ``layers[0]``, ``layers[1]``, ... (:class:`QKANLayer`), named as in
-    ``qkan.QKAN`` so that ``state_dict``\ s load both ways. Every keyword but ``width`` and
+    ``qkan.QKAN`` so that state dicts load both ways. Every keyword but ``width`` and
     ``norm_out`` is passed to each layer; see :class:`QKANLayer` for them.
 
     Args:
