@@ -57,7 +57,7 @@ napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
-autodoc_default_options = {"members": True, "show-inheritance": False}
+autodoc_default_options = {"members": True, "show-inheritance": True}
 # Names in signatures that autodoc cannot link (torch, typing aliases) must not fail -W.
 nitpicky = False
 
