@@ -1,4 +1,4 @@
-"""Spectral engine vs circuit engine on the CPU, side by side in one process (BENCHMARKS.md W1-W4).
+"""Spectral engine vs circuit engine on the CPU, side by side in one process (docs/benchmarks.md W1-W4).
 
 For each workload, measure (fast, Born) and parameter distribution it times the forward and the
 forward+backward of one QKANLayer (pz, float32, engine="spectral" vs engine="circuit", same
@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 import qkan_fast  # noqa: E402
 
-WORKLOADS = {  # BENCHMARKS.md: B, I, O, R
+WORKLOADS = {  # docs/benchmarks.md: B, I, O, R
     "W1": (1024, 16, 16, 3),
     "W2": (1024, 64, 64, 3),
     "W3": (256, 128, 128, 4),

@@ -1,4 +1,4 @@
-"""pytest-benchmark suite: forward and forward+backward of one QKAN layer on W1-W4 (BENCHMARKS.md).
+"""pytest-benchmark suite: forward and forward+backward of one QKAN layer on W1-W4 (docs/benchmarks.md).
 
 Run:   pytest bench/ --benchmark-only                 (not collected by the default `pytest`,
        pytest bench/ --benchmark-only -k W2             whose testpaths is tests/)

@@ -1,4 +1,4 @@
-// The per-edge mathematics of a DARUAN (data re-uploading activation), SPEC.md section 1.
+// The per-edge mathematics of a DARUAN (data re-uploading activation), docs/math.md ("One edge").
 //
 // One header, shared word for word by the CPU kernels (csrc/cpu/) and the CUDA kernels (cuda/):
 // a single-qubit state, the gates, the forward circuit of every ansatz and its adjoint sweep.

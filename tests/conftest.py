@@ -1,7 +1,7 @@
 """Shared helpers for the engine and module tests.
 
 Random layer parameters per ansatz (qkan's names and shapes, optionally grouped), inputs that
-stay inside px's domain, a layer call by engine, the golden-file loader (SPEC.md section 5) and
+stay inside px's domain, a layer call by engine, the golden-file loader (docs/math.md, "How the definitions are checked") and
 a scaled comparison. tests/test_reference.py keeps its own copies on purpose: the oracle's tests
 must not depend on anything here.
 """
@@ -24,7 +24,7 @@ _ROWS_COLS = {"pz": (1, 2), "rpz": (1, 1), "px": (1, 1), "real": (0, 1), "mix": 
 
 
 def theta_shape(ansatz: str, O: int, I: int, R: int) -> tuple:
-    """Per-edge theta shape (SPEC.md section 1), written out independently of the package."""
+    """Per-edge theta shape (docs/math.md, "The five ansaetze"), written out independently of the package."""
     extra, P = _ROWS_COLS[ansatz]
     return (O, I, R + extra, P)
 
@@ -146,14 +146,14 @@ def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, rel: float
 
 
 # --------------------------------------------------------------------------------------------
-# golden vectors from qkan 0.2.3 (SPEC.md section 5)
+# golden vectors from qkan 0.2.3 (docs/math.md, "How the definitions are checked")
 
 
 def golden_path() -> Path:
     env = os.environ.get("QKAN_FAST_GOLDEN")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "golden" / "qkan-0.2.3-golden.json"
+    return Path(__file__).resolve().parent / "golden" / "qkan-0.2.3-golden.json"
 
 
 def golden_params() -> list:

@@ -164,7 +164,7 @@ def test_sizes_and_schedules(B, I, O, R, schedule):
 @pytest.mark.parametrize("schedule", SCHEDULES, indirect=True)
 @pytest.mark.parametrize("pt", PREACTS)
 def test_benchmark_sized_layer(pt, schedule):
-    """W2 of BENCHMARKS.md (B=1024, I=O=64, R=3), float32; the float64 reference runs on the GPU."""
+    """W2 of docs/benchmarks.md (B=1024, I=O=64, R=3), float32; the float64 reference runs on the GPU."""
     _layer_vs_reference("pz", True, pt, F32, 1024, 64, 64, 3, tag="w2", ref_device="cuda")
 
 

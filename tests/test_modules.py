@@ -1,4 +1,4 @@
-"""QKANLayer and QKAN: parameters as SPEC.md section 2 (and qkan) lay them out, state_dicts that
+"""QKANLayer and QKAN: parameters as docs/math.md ("One layer") (and qkan) lay them out, state_dicts that
 load both ways with qkan, dtype/device moves, aliases, refine, postacts / forward_no_sum,
 (B, C, n0) input, a small training run, and serialisation."""
 
@@ -37,7 +37,7 @@ ALIASES = {"pz_encoding": "pz", "rpz_encoding": "rpz", "px_encoding": "px"}
 
 
 def _spec_params(ansatz, O, I, R, *, group, pt, ba, pwt, pbt):
-    """name -> (shape, init value or None for theta, requires_grad), from SPEC.md section 2."""
+    """name -> (shape, init value or None for theta, requires_grad), from docs/math.md ("One layer")."""
     lead = (O, I) if group == -1 else (group,)
     th = theta_shape(ansatz, O, I, R)[2:]
     return {

@@ -138,7 +138,7 @@ def test_hqkan_forward_and_gradients():
 
 
 def _manual_lstm(model, x, h0, c0):
-    """SPEC.md section 3 written out: z_t = [x_t, h], [f, i, g, o] = gates(z_t) (+ bias),
+    """docs/math.md ("Networks", QKAN-LSTM) written out: z_t = [x_t, h], [f, i, g, o] = gates(z_t) (+ bias),
     c = sig(f) c + sig(i) tanh(g), h = sig(o) tanh(c); input (L, B, d)."""
     H = model.hidden_size
     inp, hs, cs = x, [], []

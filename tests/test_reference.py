@@ -109,7 +109,7 @@ def _golden_path() -> Path:
     env = os.environ.get("QKAN_FAST_GOLDEN")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "golden" / "qkan-0.2.3-golden.json"
+    return Path(__file__).resolve().parent / "golden" / "qkan-0.2.3-golden.json"
 
 
 def _golden_params():
@@ -142,7 +142,7 @@ def test_golden_file_has_36_cases():
 def test_golden(case):
     ansatz = case["ansatz"]
     pt = case["preact_trainable"]
-    # All trainable flags were on when the golden file was made (SPEC.md section 5).
+    # All trainable flags were on when the golden file was made (docs/math.md, "How the definitions are checked").
     trainable = {"theta", "base_weight", "postact_weights", "postact_bias"}
     if pt or ref.canonical_ansatz(ansatz) == "rpz":
         trainable.add("preacts_bias")

@@ -1,4 +1,4 @@
-"""The spectral engine (SPEC.md section 4) held against the circuit engine and the reference.
+"""The spectral engine (docs/math.md, "The spectral identity") held against the circuit engine and the reference.
 
 Covers the applicable flag matrix (every ansatz, both measures, R = 1..8, float32 and float64,
 random rpz biases, pruned edges, inputs far outside [-pi, pi]) for the output and every gradient;
@@ -348,7 +348,7 @@ def test_auto_rule():
 
 def test_born_schedule_rule_and_choice():
     """The Born layer's CPU schedule: the fused kernel for large batches at small O (W1, W4 of
-    BENCHMARKS.md), the GEMM at B = 256 or larger O (W2, W3); born_path forces one or says what it
+    docs/benchmarks.md), the GEMM at B = 256 or larger O (W2, W3); born_path forces one or says what it
     takes."""
     assert spectral.born_fused_preferred(1024, 16, 16, 3)  # W1
     assert not spectral.born_fused_preferred(1024, 64, 64, 3)  # W2

@@ -1,4 +1,4 @@
-// The spectral engine's CPU kernels (SPEC.md section 4): plain pointers and sizes, no torch.
+// The spectral engine's CPU kernels (docs/math.md, "The spectral identity"): plain pointers and sizes, no torch.
 //
 // With encoding weights frozen at 1, every edge's Born value is a trigonometric polynomial of
 // degree R in the angle u (u = x, or arccos(x) for px):

@@ -1,4 +1,4 @@
-"""Side-by-side benchmark of the qkan_fast engines and the `qkan==0.2.3` solvers (BENCHMARKS.md).
+"""Side-by-side benchmark of the qkan_fast engines and the `qkan==0.2.3` solvers (docs/benchmarks.md).
 
 For every workload (B, I, O, R) and every engine the same layer parameters (one state_dict, loaded
 into each module) and the same input are measured in one process:
@@ -47,7 +47,7 @@ SCHEMA = "qkan_fast.bench/1"
 
 @dataclass(frozen=True)
 class Workload:
-    """One layer shape and configuration (BENCHMARKS.md)."""
+    """One layer shape and configuration (docs/benchmarks.md)."""
 
     name: str
     batch: int
@@ -390,7 +390,7 @@ def engine_availability(
     B*O*I*R limit per device type of the guarded engines; peer_max_work: a lower one for qkan."""
     if engine.startswith("qkan-"):
         if qkan_version() is None:
-            return "qkan not installed (pip install qkan==0.2.3, see BENCHMARKS.md)"
+            return "qkan not installed (QKAN_SKIP_CUDA_BUILD=TRUE pip install --no-build-isolation qkan==0.2.3, see docs/interop.md)"
         solver = engine[len("qkan-") :]
         if solver == "flash" and device.type != "cuda":
             return "qkan flash solver needs CUDA (Triton)"

@@ -1,7 +1,7 @@
 """The `qkan-fast` command.
 
     qkan-fast info                 what the compiled core was built with, torch, threads, CUDA
-    qkan-fast bench [options]      side-by-side benchmark (BENCHMARKS.md), see `qkan-fast bench -h`
+    qkan-fast bench [options]      side-by-side benchmark (docs/benchmarks.md), see `qkan-fast bench -h`
 
 Subcommands live in a registry: to add one, write a function that fills its argparse parser and a
 function that runs it, and register them::
@@ -131,7 +131,7 @@ def _info_run(args: argparse.Namespace) -> int:
 
 _BENCH_DESCRIPTION = """\
 Measure qkan_fast's engines against the pure-torch reference and qkan==0.2.3's solvers on the
-workloads of BENCHMARKS.md, in one process, same parameters and inputs, after a warm-up; runs of the
+workloads of docs/benchmarks.md, in one process, same parameters and inputs, after a warm-up; runs of the
 engines are interleaved. Prints a table; --json writes every measurement with the machine header.
 
 workloads (--workloads, comma-separated):
@@ -152,7 +152,7 @@ def _csv(value: str) -> List[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-@command("bench", help="benchmark the engines against the reference and qkan (BENCHMARKS.md)",
+@command("bench", help="benchmark the engines against the reference and qkan (docs/benchmarks.md)",
          description=_BENCH_DESCRIPTION)
 def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",

@@ -1,6 +1,6 @@
 """`qkan-fast demo`: QKAN-LSTM, HQKAN-LSTM and classical LSTMs on the QKAN-LSTM paper's two series.
 
-The package generates both series itself (SPEC.md section 3, nothing is downloaded):
+The package generates both series itself (docs/math.md, "Networks"; nothing is downloaded):
 - damped pendulum: theta'' = -(b/m) theta' - (g/l) sin theta, b = 0.15, g = 9.81, l = m = 1,
   theta(0) = 0, theta'(0) = 3, integrated by RK4 on t in [0, 20] at 240 points; the series is
   the angular velocity theta', min-max scaled to [-1, 1];

@@ -1,4 +1,4 @@
-"""Networks built from DARUAN layers (docs/math.md), all on the fused engines.
+"""Networks built from DARUAN layers (docs/math.md, "Networks"), all on the fused engines.
 
 - `DARUAN(dim)`: the element-wise activation, one circuit per feature: y[..., i] = phi_i(x[..., i]).
   A drop-in for `nn.SiLU` / `nn.GELU` (inputs of any leading shape).
@@ -41,18 +41,46 @@ def _positive(name: str, value) -> int:
 
 
 class DARUAN(nn.Module):
-    """Element-wise quantum-inspired activation: feature i goes through its own single-qubit data
-    re-uploading circuit, y[..., i] = phi_i(x[..., i]) (docs/math.md), phi in [-1, 1].
+    """Element-wise quantum-inspired activation: one single-qubit circuit per feature.
 
-    Usable like `nn.SiLU` for inputs of shape (..., dim). It is a QKAN layer with only the
-    diagonal edges: parameters `theta` (dim, Rt, P), `preacts_weight` / `preacts_bias` (dim, R)
-    (read only when `preact_trainable=True` or for `rpz`, as in a QKANLayer), evaluated by one
-    fused kernel call.
+    Feature ``i`` goes through its own data re-uploading circuit, ``y[..., i] = phi_i(x[..., i])``
+    with ``phi`` in ``[-1, 1]`` (docs/math.md, "One edge"). Usable like ``nn.SiLU`` for inputs of
+    shape ``(..., dim)``. It is a QKAN layer that keeps only the diagonal edges and no
+    post-activation terms, evaluated by one kernel call.
 
-    `theta_init`: "small_gaussian" (default, theta ~ N(0, 1/reps), independent of dim, so every
-    feature starts with a non-trivial function of its input) or "xavier" (qkan's layer
-    initialisation applied to the (1, dim, Rt, P) tensor; its scale shrinks as dim grows and
-    the activations start almost flat). `px` needs inputs in [-1, 1].
+    Parameters: ``theta`` ``(dim, Rt, P)`` (``Rt = reps + 1``, or ``reps`` for ``real``; ``P`` = 2
+    for pz and mix, else 1), ``preacts_weight`` and ``preacts_bias`` ``(dim, reps)``, 1 and 0,
+    read only with ``preact_trainable=True`` or for ``rpz``.
+
+    Args:
+        dim (int): number of features (size of the last input dimension).
+        reps (int): repetitions of the data gate.
+        ansatz (str): ``"pz"``, ``"rpz"``, ``"px"``, ``"real"`` or ``"mix"`` (or an alias).
+            ``px`` needs inputs in ``[-1, 1]``.
+        fast_measure (bool): ``|alpha| - |beta|`` (True) or the Born value (False).
+        preact_trainable (bool): train the encodings ``w * x + b``.
+        engine (str): ``"auto"``, ``"circuit"``, ``"spectral"`` or ``"reference"`` (``auto`` and
+            ``spectral`` run the circuit kernels here: see docs/engines.md).
+        theta_init (str): ``"small_gaussian"`` (default: ``N(0, 1/reps)``, independent of
+            ``dim``, so every feature starts with a non-trivial function of its input) or
+            ``"xavier"`` (qkan's layer initialisation applied to a ``(1, dim, Rt, P)`` tensor;
+            its scale shrinks as ``dim`` grows and the activations start almost flat).
+        seed (int | None): if given, initial values are drawn from a local
+            ``torch.Generator`` seeded with it (the values ``torch.manual_seed(seed)`` would give;
+            the global RNG is not touched).
+        generator (torch.Generator | None): draw initial values from this generator instead of
+            torch's global RNG (ignored when ``seed`` is given).
+        device (torch.device | str | None): device of the parameters.
+        dtype (torch.dtype | None): dtype of the parameters (default: torch's default dtype).
+
+    Raises:
+        ValueError: ``dim`` or ``reps`` is not a positive int, or an unknown ansatz, engine or
+            ``theta_init``.
+
+    Example:
+        >>> act = qkan_fast.DARUAN(32, reps=2)
+        >>> act(torch.randn(4, 10, 32)).shape
+        torch.Size([4, 10, 32])
     """
 
     def __init__(
@@ -89,7 +117,8 @@ class DARUAN(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, generator: Optional[torch.Generator] = None) -> None:
-        """Draw theta again (from `generator`, or torch's global RNG) and reset the encodings."""
+        """Redraw ``theta`` by ``theta_init`` (from ``generator``, or torch's global RNG) and reset
+        the encodings to ``w = 1``, ``b = 0``."""
         if self.theta_init == "xavier":
             nn.init.xavier_normal_(self.theta.view(1, *self.theta.shape), generator=generator)
         else:
@@ -104,6 +133,24 @@ class DARUAN(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:  # (..., dim) -> (..., dim)
+        """Apply each feature's circuit to that feature.
+
+        Args:
+            x (torch.Tensor): ``(..., dim)``, any leading shape (an empty one included), float32
+                or float64, dtype and device of the parameters.
+
+        Returns:
+            torch.Tensor: the shape of ``x``, values in ``[-1, 1]``.
+
+        Raises:
+            TypeError: ``x`` is not a tensor or has another dtype than the parameters.
+            ValueError: the last dimension is not ``dim``, or a ``px`` input lies outside
+                ``[-1, 1]``.
+
+        Example:
+            >>> qkan_fast.DARUAN(3)(torch.zeros(2, 3)).shape
+            torch.Size([2, 3])
+        """
         if not isinstance(x, Tensor):
             raise TypeError(f"DARUAN expects a torch.Tensor, got {type(x).__name__}")
         if x.dim() == 0 or x.shape[-1] != self.dim:
@@ -142,13 +189,38 @@ def _linear(d_in: int, d_out: int, bias: bool, factory: dict, generator: Optiona
 
 
 class HQKAN(nn.Module):
-    """Hybrid QKAN (a latent KAN): Linear(d_in -> a) -> QKAN([a, b]) -> Linear(b -> d_out).
+    """Hybrid QKAN (a latent KAN): ``Linear(d_in -> a) -> QKAN([a, b]) -> Linear(b -> d_out)``.
 
-    `latent` = (a, b), an int (a = b) or None for (ceil(log2 d_in), ceil(log2 d_out)). `reps` and
-    the other keywords (`ansatz`, `fast_measure`, `group`, trainable flags, `engine`, ...) go to
-    the inner `QKAN`; `bias` to both Linear layers. Inputs of any leading shape (..., d_in).
-    The GPT-2 "HQKANsformer" MLP is `HQKAN(768, 768, latent=(10, 10), reps=1)`.
-    The latent is unbounded (a Linear output): with `px` wrap it in a bounded map yourself.
+    Submodules: ``down`` (``nn.Linear(d_in, a)``), ``qkan`` (:class:`QKAN` ``[a, b]``), ``up``
+    (``nn.Linear(b, d_out)``). The GPT-2 "HQKANsformer" MLP is
+    ``HQKAN(768, 768, latent=(10, 10), reps=1)``.
+
+    Args:
+        d_in (int): input features.
+        d_out (int): output features.
+        latent (None | int | tuple[int, int]): the latent sizes ``(a, b)``; an int sets both;
+            None (default) takes ``(ceil(log2 d_in), ceil(log2 d_out))``, each at least 1.
+        reps (int): repetitions of the inner QKAN.
+        bias (bool): biases in both Linear layers.
+        device (torch.device | str | None): device of the parameters.
+        dtype (torch.dtype | None): dtype of the parameters.
+        seed (int | None): draw the initial values (both Linear layers and the QKAN's theta, in
+            that order) from a local generator seeded with it; the global RNG is not touched.
+        generator (torch.Generator | None): draw them from this generator instead.
+        **qkan_kwargs: passed to the inner :class:`QKAN` (``ansatz``, ``fast_measure``,
+            ``group``, the trainable flags, ``engine``, ...). The latent is a Linear output and
+            unbounded: with ``ansatz="px"`` put a bounded map in front yourself.
+
+    Raises:
+        ValueError: a size that is not a positive int, or a ``latent`` that is not None, an int
+            or a pair; invalid QKAN keywords as in :class:`QKAN`.
+
+    Example:
+        >>> model = qkan_fast.HQKAN(64, 10)
+        >>> model.latent
+        (6, 4)
+        >>> model(torch.randn(8, 64)).shape
+        torch.Size([8, 10])
     """
 
     def __init__(
@@ -188,6 +260,22 @@ class HQKAN(nn.Module):
         return f"d_in={self.d_in}, d_out={self.d_out}, latent={self.latent}"
 
     def forward(self, x: Tensor) -> Tensor:  # (..., d_in) -> (..., d_out)
+        """Down-project, run the latent QKAN, up-project.
+
+        Args:
+            x (torch.Tensor): ``(..., d_in)``, any leading shape, dtype and device of the
+                parameters.
+
+        Returns:
+            torch.Tensor: ``(..., d_out)``.
+
+        Raises:
+            ValueError: ``x`` is not a tensor with last dimension ``d_in``.
+
+        Example:
+            >>> qkan_fast.HQKAN(16, 4)(torch.randn(2, 5, 16)).shape
+            torch.Size([2, 5, 4])
+        """
         if not isinstance(x, Tensor) or x.dim() == 0 or x.shape[-1] != self.d_in:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"HQKAN expects x of shape (..., {self.d_in}), got {got}")
@@ -245,16 +333,46 @@ class _GatedLSTM(nn.Module):
         """No-op, for code written against nn.LSTM (whose cuDNN weights this call compacts)."""
 
     def gate_preactivations(self, layer: int, z: Tensor) -> Tensor:
-        """[f, i, g, o] before the nonlinearities, (B, 4H), for z = [x_t, h_{t-1}] of layer `layer`."""
+        """The four gates ``[f, i, g, o]`` of one layer before their nonlinearities.
+
+        Args:
+            layer (int): the LSTM layer, ``0 <= layer < num_layers``.
+            z (torch.Tensor): ``(B, d + H)``, the concatenation ``[x_t, h_{t-1}]`` (``d`` is
+                ``input_size`` for layer 0, else ``hidden_size``).
+
+        Returns:
+            torch.Tensor: ``(B, 4H)``, the gate map's output plus the gate bias (if any).
+        """
         y = self.gates[layer](z)
         if self.gate_bias is not None:
             y = y + self.gate_bias[layer]
         return y
 
     def forward(self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None):
-        """input (L, B, input_size) ((B, L, input_size) with batch_first, (L, input_size) unbatched);
-        hx = (h0, c0), each (num_layers, B, H) ((num_layers, H) unbatched), zeros when None.
-        Returns output (L, B, H) (the last layer's h_t for every t) and (h_n, c_n)."""
+        """Run the recurrence over a sequence, as ``torch.nn.LSTM.forward``.
+
+        Args:
+            input (torch.Tensor): ``(L, B, input_size)``; ``(B, L, input_size)`` with
+                ``batch_first``; ``(L, input_size)`` unbatched. With ``ansatz="px"`` the values
+                must lie in ``[-1, 1]``.
+            hx (tuple[torch.Tensor, torch.Tensor] | None): ``(h0, c0)``, each
+                ``(num_layers, B, H)`` (``(num_layers, H)`` unbatched); zeros when None.
+
+        Returns:
+            tuple: ``output`` ``(L, B, H)`` (``(B, L, H)`` with ``batch_first``, ``(L, H)``
+            unbatched), the last layer's ``h_t`` at every step, and ``(h_n, c_n)``, each
+            ``(num_layers, B, H)``.
+
+        Raises:
+            TypeError: ``input`` is not a tensor, or ``hx`` is not a pair.
+            ValueError: a wrong input or state shape, or a sequence of length 0.
+
+        Example:
+            >>> lstm = qkan_fast.QKANLSTM(1, 8, batch_first=True)
+            >>> out, (h, c) = lstm(torch.randn(16, 4, 1))
+            >>> out.shape, h.shape
+            (torch.Size([16, 4, 8]), torch.Size([1, 16, 8]))
+        """
         if not isinstance(input, Tensor):
             raise TypeError(f"{type(self).__name__} expects a torch.Tensor, got {type(input).__name__}")
         if input.dim() not in (2, 3) or input.shape[-1] != self.input_size:
@@ -313,17 +431,49 @@ class _GatedLSTM(nn.Module):
 
 
 class QKANLSTM(_GatedLSTM):
-    """QKAN-LSTM (docs/math.md): an LSTM whose four gate maps are one QKANLayer(d + H -> 4H)
-    per layer, evaluated by one fused kernel call per time step.
+    """QKAN-LSTM: an LSTM whose four gate maps are one QKAN layer per LSTM layer.
 
-    Interface of `torch.nn.LSTM`: `forward(input, (h0, c0)=None) -> (output, (h_n, c_n))`, with
-    `batch_first`, `num_layers`, `dropout` and unbatched (L, input_size) input. Gate order in the
-    layer's output: [f, i, g, o]. `bias=True` adds one learnable bias per gate unit (4H per layer,
-    zeros at start) to the layer's output. `reps`, `ansatz`, `fast_measure`, `engine` and any other
-    keyword (`ba_trainable`, `group`, `preact_trainable`, ...) go to each `QKANLayer`; note that
-    QKANLayer defaults `ba_trainable=True` (a trainable SiLU base branch per edge). With
-    `ansatz="px"` keep the inputs in [-1, 1] (the hidden state always is).
-    Parameters: `gates[l]` (the QKANLayer of layer l), `gate_bias[l]`.
+    With ``z_t = [x_t, h_{t-1}]`` (size ``d + H``), ``[f, i, g, o] = QKANLayer(d + H -> 4H)(z_t)``
+    plus a bias, ``c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)`` and
+    ``h_t = sigmoid(o) * tanh(c_t)`` (docs/math.md, "Networks"): one fused kernel call per time
+    step and layer. The interface is that of ``torch.nn.LSTM``.
+
+    Parameters: ``gates[l]`` (the :class:`QKANLayer` of layer ``l``, gate order
+    ``[f, i, g, o]`` in its outputs) and ``gate_bias[l]`` (``(4H,)``, zeros at start; only with
+    ``bias=True``).
+
+    Args:
+        input_size (int): features ``d`` of ``x_t``.
+        hidden_size (int): hidden size ``H``.
+        num_layers (int): stacked LSTM layers.
+        bias (bool): one learnable bias per gate unit (``4H`` per layer).
+        batch_first (bool): ``(B, L, .)`` instead of ``(L, B, .)`` input and output.
+        dropout (float): dropout on every layer's output but the last, in training mode.
+        reps (int): repetitions of the gate layers' circuits.
+        ansatz (str): ansatz of the gate layers. With ``"px"`` keep the inputs in ``[-1, 1]``
+            (the hidden state always is).
+        fast_measure (bool): measure of the gate layers.
+        engine (str): engine of the gate layers.
+        seed (int | None): if given, initial values are drawn from a local
+            ``torch.Generator`` seeded with it (the values ``torch.manual_seed(seed)`` would give;
+            the global RNG is not touched).
+        generator (torch.Generator | None): draw initial values from this generator instead of
+            torch's global RNG (ignored when ``seed`` is given).
+        device (torch.device | str | None): device of the parameters.
+        dtype (torch.dtype | None): dtype of the parameters.
+        **layer_kwargs: passed to every :class:`QKANLayer` (``ba_trainable``, ``group``,
+            ``preact_trainable``, ...). :class:`QKANLayer` defaults ``ba_trainable=True``, a
+            trainable SiLU base branch per edge.
+
+    Raises:
+        ValueError: a size that is not a positive int, or a ``dropout`` outside ``[0, 1]``;
+            invalid layer keywords as in :class:`QKANLayer`.
+
+    Example:
+        >>> lstm = qkan_fast.QKANLSTM(input_size=1, hidden_size=16, reps=2)
+        >>> out, (h_n, c_n) = lstm(torch.randn(4, 64, 1))   # (L, B, d)
+        >>> out.shape, h_n.shape
+        (torch.Size([4, 64, 16]), torch.Size([1, 64, 16]))
     """
 
     def __init__(
@@ -355,11 +505,44 @@ class QKANLSTM(_GatedLSTM):
 
 
 class HQKANLSTM(_GatedLSTM):
-    """HQKAN-LSTM: the LSTM recurrence of `QKANLSTM` with an HQKAN(d + H -> 4H) gate map per layer
-    (Linear -> QKAN([a, b]) -> Linear, default latent (ceil(log2(d + H)), ceil(log2 4H))).
+    """HQKAN-LSTM: the recurrence of :class:`QKANLSTM` with an :class:`HQKAN` gate map.
 
-    `bias` goes to the HQKAN's Linear layers (no separate gate bias). `latent`, `reps`, `ansatz`,
-    `fast_measure`, `engine` and other QKAN keywords go to each HQKAN. Interface of `torch.nn.LSTM`.
+    Every LSTM layer's gates are ``HQKAN(d + H -> 4H)`` (``Linear -> QKAN([a, b]) -> Linear``,
+    default latent ``(ceil(log2(d + H)), ceil(log2 4H))``), in ``gates[l]``. There is no separate
+    gate bias: ``bias`` goes to the HQKAN's Linear layers. The interface is that of
+    ``torch.nn.LSTM``.
+
+    Args:
+        input_size (int): features ``d`` of ``x_t``.
+        hidden_size (int): hidden size ``H``.
+        num_layers (int): stacked LSTM layers.
+        bias (bool): biases in the HQKANs' Linear layers.
+        batch_first (bool): ``(B, L, .)`` instead of ``(L, B, .)`` input and output.
+        dropout (float): dropout on every layer's output but the last, in training mode.
+        latent (None | int | tuple[int, int]): the HQKAN latent sizes (see :class:`HQKAN`).
+        reps (int): repetitions of the latent QKAN.
+        ansatz (str): ansatz of the latent QKAN (its input is a Linear output, unbounded: avoid
+            ``"px"``).
+        fast_measure (bool): measure of the latent QKAN.
+        engine (str): engine of the latent QKAN.
+        seed (int | None): if given, initial values are drawn from a local
+            ``torch.Generator`` seeded with it (the values ``torch.manual_seed(seed)`` would give;
+            the global RNG is not touched).
+        generator (torch.Generator | None): draw initial values from this generator instead of
+            torch's global RNG (ignored when ``seed`` is given).
+        device (torch.device | str | None): device of the parameters.
+        dtype (torch.dtype | None): dtype of the parameters.
+        **qkan_kwargs: passed to every :class:`HQKAN` and on to its :class:`QKAN`.
+
+    Raises:
+        ValueError: a size that is not a positive int, a ``dropout`` outside ``[0, 1]``, or an
+            invalid ``latent``.
+
+    Example:
+        >>> lstm = qkan_fast.HQKANLSTM(1, 16)
+        >>> out, _ = lstm(torch.randn(4, 64, 1))
+        >>> out.shape
+        torch.Size([4, 64, 16])
     """
 
     _separate_bias = False

@@ -76,15 +76,45 @@ def plot(
     dpi: int = 100,
     title: Optional[str] = None,
 ) -> str:
-    """Draw each edge's activation of every QKANLayer in `model_or_layer` into one PNG at `path`.
+    """Draw every edge's learned activation of every QKAN layer in a model into one PNG.
 
-    kind: "phi" draws the raw DARUAN value phi_oi(t) (`layer.postacts`, in [-1, 1]); "edge" the
-    whole edge contribution to y, mask * (pw * (phi + pb) + bw * silu(t)) (`layer.forward_no_sum`).
-    x: a sample input for the model. Each layer is then drawn over the range its inputs take on x
-    (recorded with hooks while the model runs on x, in eval mode), with the samples as ticks
-    along the axis. Without x every layer is drawn over `input_range` (px layers need [-1, 1]).
-    Pruned edges (mask 0) are drawn greyed out. Layers wider than `max_panels` show their first
-    max_panels inputs / outputs. Returns the path written.
+    Each :class:`~qkan_fast.QKANLayer` found in ``model_or_layer.modules()`` gets a block of
+    ``out_dim x in_dim`` panels; panel ``(o, i)`` shows the edge's function of input ``i``.
+    Pruned edges (mask 0) are drawn greyed out. The model is evaluated in eval mode and put back
+    into its previous mode afterwards. Needs matplotlib (``pip install "qkan_fast[plot]"``).
+
+    Args:
+        model_or_layer (torch.nn.Module): a :class:`~qkan_fast.QKANLayer`, a
+            :class:`~qkan_fast.QKAN` or any module containing QKAN layers (HQKAN, QKANLSTM, ...).
+        path (str | os.PathLike): the PNG file to write.
+        x (torch.Tensor | None): a sample input of the model (its usual shape and dtype). Each
+            layer is then drawn over the range its inputs take while the model runs on ``x``
+            (recorded with hooks, every call counted, e.g. every LSTM step), with the samples as
+            ticks along the axis. Without ``x`` every layer is drawn over ``input_range``.
+        kind (str): ``"phi"`` (default) draws the raw circuit value ``phi_oi(t)`` in ``[-1, 1]``
+            (``layer.postacts``); ``"edge"`` the whole contribution to the output,
+            ``mask * (pw * (phi + pb) + bw * base_activation(t))`` (``layer.forward_no_sum``).
+        n_points (int): points per curve, at least 2.
+        input_range (tuple[float, float]): the input range drawn without ``x`` (``px`` layers
+            need a range inside ``[-1, 1]``).
+        max_panels (int): a layer wider than this shows only its first ``max_panels`` inputs and
+            outputs.
+        panel_size (float): size of one panel in inches.
+        dpi (int): resolution of the PNG.
+        title (str | None): a title above the figure.
+
+    Returns:
+        str: the path written.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+        TypeError: ``model_or_layer`` is not a ``torch.nn.Module``.
+        ValueError: the model contains no QKAN layer, or ``kind`` / ``n_points`` is invalid.
+
+    Example:
+        >>> model = qkan_fast.QKAN([2, 3, 1])
+        >>> qkan_fast.plot(model, "edges.png", x=torch.rand(64, 2))  # doctest: +SKIP
+        'edges.png'
     """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")

@@ -170,10 +170,37 @@ def __getattr__(name):
 
 
 def register(engine: str = "auto", name: str = SOLVER_NAME):
-    """Register a qkan_fast solver in qkan's registry under `name` (default "qkan_fast") and return
-    it. Afterwards `qkan.QKAN(width, solver="qkan_fast")` / `qkan.QKANLayer(..., solver="qkan_fast")`
-    run on our kernels. Call it before building those models (qkan resolves solvers at
-    construction). Calling it again replaces the entry (e.g. to switch `engine`)."""
+    """Add a qkan_fast solver to the ``qkan`` package's solver registry.
+
+    Afterwards ``qkan.QKAN(width, solver="qkan_fast")`` and
+    ``qkan.QKANLayer(..., solver="qkan_fast")`` compute their circuits with qkan_fast's kernels
+    (every edge's value, the ``(B, O, I)`` tensor qkan's layer expects; qkan does the rest).
+    Call it before building those models: qkan looks the solver up at construction. Calling it
+    again replaces the entry, e.g. to switch ``engine``. Needs ``qkan`` installed
+    (``QKAN_SKIP_CUDA_BUILD=TRUE pip install --no-build-isolation qkan==0.2.3``); see
+    docs/interop.md.
+
+    Args:
+        engine (str): the qkan_fast engine the solver runs: ``"auto"`` (default),
+            ``"circuit"``, ``"spectral"`` or ``"reference"`` (``auto`` and ``spectral`` run the
+            circuit kernels, as every per-edge value does).
+        name (str): the registry name (default ``"qkan_fast"``).
+
+    Returns:
+        QKANFastSolver: the registered solver, a ``qkan.solver.QKANSolver``; calling it with
+        qkan's solver arguments returns ``(B, O, I)`` edge values.
+
+    Raises:
+        ImportError: ``qkan`` is not installed.
+        ValueError: an unknown ``engine``.
+
+    Example:
+        >>> import qkan  # doctest: +SKIP
+        >>> from qkan_fast.integrations.qkan import register
+        >>> register()  # doctest: +SKIP
+        QKANFastSolver(name='qkan_fast', engine='auto')
+        >>> model = qkan.QKAN([4, 8, 1], solver="qkan_fast")  # doctest: +SKIP
+    """
     _import_qkan()
     from qkan.solver import register as qkan_register
 
@@ -287,9 +314,35 @@ def _layer_to_qkan(layer, solver: str, c_dtype: Optional[torch.dtype], p_dim: in
 
 
 def from_qkan(model, engine: str = "auto"):
-    """A `qkan.QKANLayer` or `qkan.QKAN` as the equivalent qkan_fast module (same weights, flags,
-    trainable parameters, batchnorm state, train/eval mode). qkan's p_dim=2 storage is reshaped.
-    Not convertible (NotImplementedError): custom ansaetze, `is_map` heads, pruned input ids."""
+    """Convert a ``qkan`` model into the equivalent qkan_fast module.
+
+    The new module has the same weights, flags, trainable parameters, base activation, batch-norm
+    state and train/eval mode, on the same device and dtype; qkan's flat ``p_dim=2`` storage is
+    reshaped. Needs ``qkan`` installed (see docs/interop.md).
+
+    Args:
+        model (qkan.QKANLayer | qkan.QKAN): the model to convert; it is not modified.
+        engine (str): the engine of the new module (``"auto"``, ``"circuit"``, ``"spectral"``
+            or ``"reference"``).
+
+    Returns:
+        QKANLayer | QKAN: a :class:`qkan_fast.QKANLayer` for a layer, a :class:`qkan_fast.QKAN`
+        for a network.
+
+    Raises:
+        ImportError: ``qkan`` is not installed.
+        TypeError: ``model`` is neither a ``qkan.QKANLayer`` nor a ``qkan.QKAN``.
+        NotImplementedError: a custom (callable) ansatz, ``qkan.QKAN(is_map=True)``, pruned
+            inputs (``input_id``), or a ``group`` layout with no qkan_fast equivalent.
+
+    Example:
+        >>> import qkan  # doctest: +SKIP
+        >>> theirs = qkan.QKAN([4, 8, 1], solver="exact")  # doctest: +SKIP
+        >>> fast = qkan_fast.from_qkan(theirs)  # doctest: +SKIP
+        >>> x = torch.randn(16, 4)  # doctest: +SKIP
+        >>> torch.allclose(fast(x), theirs(x), atol=1e-5)  # doctest: +SKIP
+        True
+    """
     qkan = _import_qkan()
     from ..modules import QKAN
 
@@ -313,12 +366,35 @@ def from_qkan(model, engine: str = "auto"):
 
 
 def to_qkan(model, solver: str = "exact", c_dtype: Optional[torch.dtype] = None, p_dim: int = 4):
-    """A qkan_fast `QKANLayer` or `QKAN` as the equivalent `qkan` module (same weights and flags).
+    """Convert a qkan_fast model into the equivalent ``qkan`` module.
 
-    `solver`: the qkan solver of the new model ("exact" by default; "qkan_fast" after
-    `register()`). `c_dtype`: qkan's compute dtype; by default complex128 for float64 parameters,
-    else complex64, except that qkan itself picks bfloat16 for the `real` ansatz unless c_dtype
-    is given. `p_dim`: qkan's parameter storage layout (4 natural, 2 flat).
+    The new module has the same weights, flags, base activation, batch-norm state and train/eval
+    mode, on the same device. Needs ``qkan`` installed (see docs/interop.md).
+
+    Args:
+        model (QKANLayer | QKAN): the qkan_fast model to convert; it is not modified.
+        solver (str): the qkan solver of the new model: ``"exact"`` (default), another of qkan's,
+            or ``"qkan_fast"`` after :func:`qkan_fast.integrations.qkan.register`.
+        c_dtype (torch.dtype | None): qkan's complex compute dtype. By default complex128 for
+            float64 parameters, else complex64; qkan itself then picks bfloat16 for the ``real``
+            ansatz, which an explicit ``c_dtype`` overrides.
+        p_dim (int): qkan's parameter storage layout, 4 (natural shapes) or 2 (flat).
+
+    Returns:
+        qkan.QKANLayer | qkan.QKAN: a ``qkan.QKANLayer`` for a layer, a ``qkan.QKAN`` for a
+        network.
+
+    Raises:
+        ImportError: ``qkan`` is not installed.
+        TypeError: ``model`` is neither a :class:`qkan_fast.QKANLayer` nor a
+            :class:`qkan_fast.QKAN`.
+
+    Example:
+        >>> fast = qkan_fast.QKAN([4, 8, 1], seed=0)
+        >>> theirs = qkan_fast.to_qkan(fast)  # doctest: +SKIP
+        >>> x = torch.randn(16, 4)
+        >>> torch.allclose(theirs(x), fast(x), atol=1e-5)  # doctest: +SKIP
+        True
     """
     qkan = _import_qkan()
     from ..modules import QKAN, QKANLayer
