@@ -21,8 +21,18 @@ __version__ = "0.1.0"
 
 
 def build_info() -> dict:
-    """What the compiled core was built with: OpenMP, CPU instruction sets (and the one in use),
-    CUDA and its architectures, compiler."""
+    """What the compiled core was built with.
+
+    Returns:
+        dict: ``version``; ``openmp`` (bool); ``cpu_isa_compiled`` (the instruction-set copies of
+        the CPU kernels in this build) and ``cpu_isa`` (the one in use, ``QKAN_FAST_ISA`` can lower
+        it); ``cuda`` (bool), ``cuda_archs`` and ``cuda_version``; ``compiler``.
+
+    Example:
+        >>> info = build_info()
+        >>> info["cpu_isa"] in info["cpu_isa_compiled"]
+        True
+    """
     return dict(_C.build_info())
 
 

@@ -43,7 +43,7 @@ def daruan_postacts(
     out_dim: Optional[int] = None,
     engine: str = "auto",
 ) -> Tensor:
-    """Every edge's DARUAN value phi_oi(x[b, i]) (before the postact weight, bias and mask).
+    """Every edge's DARUAN value ``phi_oi(x[b, i])`` (before the postact weight, bias and mask).
 
     Args:
         x: inputs, float32 or float64, shape (B, I); px needs encoded values in [-1, 1].
@@ -52,7 +52,7 @@ def daruan_postacts(
         pre_b: encoding biases, same shape as ``pre_w``.
         ansatz: pz, rpz, px, real or mix (or an alias).
         reps: number of re-uploading repetitions R.
-        fast_measure: |alpha| - |beta| when True, the Born value |alpha|^2 - |beta|^2 when False.
+        fast_measure: ``|alpha| - |beta|`` when True, the Born value ``|alpha|^2 - |beta|^2`` when False.
         preact_trainable: whether the encodings w*x + b are used.
         out_dim: expand grouped results to this many outputs (a view, no copy).
         engine: "auto", "circuit", "spectral" or "reference"; the per-edge values always come
@@ -100,8 +100,8 @@ def qkan_layer(
     base_activation: Optional[Callable[[Tensor], Tensor]] = torch.nn.functional.silu,
     engine: str = "auto",
 ) -> Tensor:
-    """One QKAN layer, functional form (docs/math.md, "The layer"):
-    y[b,o] = sum_i mask*(pw*(phi_oi(x[b,i]) + pb) + bw*base_activation(x[b,i])).
+    """One QKAN layer, functional form (docs/math.md):
+    ``y[b,o] = sum_i mask*(pw*(phi_oi(x[b,i]) + pb) + bw*base_activation(x[b,i]))``.
 
     Args:
         x: inputs, float32 or float64 (bfloat16 on CUDA), shape (B, I); B may be 0.
@@ -114,7 +114,7 @@ def qkan_layer(
         mask: 0/1 edge mask (pruning), (O, I).
         ansatz: pz, rpz, px, real or mix (or an alias).
         reps: number of re-uploading repetitions R.
-        fast_measure: |alpha| - |beta| when True, the Born value when False.
+        fast_measure: ``|alpha| - |beta|`` when True, the Born value when False.
         preact_trainable: whether the encodings w*x + b are used.
         base_activation: the base branch's function of x, or None to drop that branch.
         engine: "auto", "circuit", "spectral" or "reference" (docs/engines.md).
