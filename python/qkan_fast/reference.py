@@ -1,11 +1,11 @@
-"""Pure-torch reference of SPEC.md sections 1-2: the test oracle.
+"""Pure-torch reference of docs/math.md (one edge, one layer): the test oracle.
 
 Every engine of qkan_fast is held against this module, so it favours clarity over speed: the
 single-qubit state is simulated gate by gate with explicit 2x2 complex matrices, vectorised
 over (batch, out, in) with plain torch ops, and autograd supplies every gradient. It imports
 nothing from the rest of qkan_fast and uses no compiled code.
 
-Conventions (SPEC.md section 1):
+Conventions (docs/math.md, one edge):
 - the state starts at H|0> = (1, 1)/sqrt(2); gates are applied in the order listed;
 - RZ(a) = diag(e^{-ia/2}, e^{+ia/2}), RY(a) = [[c, -s], [s, c]], RX(a) = [[c, -is], [-is, c]]
   with c = cos(a/2), s = sin(a/2); X and Z are the Pauli matrices;
@@ -170,7 +170,7 @@ def amplitudes(
     preact_trainable: bool = False,
     out_dim: Optional[int] = None,
 ) -> tuple:  # (alpha, beta), each (B, O, I) complex
-    """Final state alpha|0> + beta|1> of every edge's circuit (SPEC.md section 1).
+    """Final state alpha|0> + beta|1> of every edge's circuit (docs/math.md).
 
     O is taken from a per-edge theta or preacts; when every parameter is grouped it must be
     given as `out_dim`. The preacts may be None when the ansatz does not read them
@@ -296,7 +296,7 @@ def postacts(
     preact_trainable: bool = False,
     out_dim: Optional[int] = None,
 ) -> torch.Tensor:  # (B, O, I), real dtype of x
-    """Per-edge DARUAN activations phi_oi(x[b, i]) (SPEC.md section 1).
+    """Per-edge DARUAN activations phi_oi(x[b, i]) (docs/math.md).
 
     O is taken from a per-edge theta or preacts; when every parameter is grouped it must be
     given as `out_dim`. The preacts may be None when the ansatz does not read them
@@ -331,7 +331,7 @@ def layer(
     preact_trainable: bool = False,
     base_activation: Callable[[torch.Tensor], torch.Tensor] = torch.nn.functional.silu,
 ) -> torch.Tensor:  # (B, O)
-    """One QKAN layer (SPEC.md section 2):
+    """One QKAN layer (docs/math.md):
 
     y[b, o] = sum_i mask[o, i] * (pw[o, i] * (phi_oi(x[b, i]) + pb[o, i])
                                   + bw[o, i] * base_activation(x[b, i]))
