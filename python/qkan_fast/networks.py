@@ -155,8 +155,6 @@ class DARUAN(nn.Module):
             raise TypeError(f"DARUAN expects a torch.Tensor, got {type(x).__name__}")
         if x.dim() == 0 or x.shape[-1] != self.dim:
             raise ValueError(f"DARUAN expects x of shape (..., {self.dim}), got {tuple(x.shape)}")
-        if x.numel() == 0:
-            return x * 0  # keeps the shape (and the graph) of an empty batch
         flat = x.reshape(-1, self.dim)
         phi = engines.daruan_postacts(
             flat, self.theta.unsqueeze(0), self.preacts_weight.unsqueeze(0), self.preacts_bias.unsqueeze(0),
@@ -281,8 +279,6 @@ class HQKAN(nn.Module):
             raise ValueError(f"HQKAN expects x of shape (..., {self.d_in}), got {got}")
         lead = x.shape[:-1]
         h = self.down(x.reshape(-1, self.d_in))
-        if h.shape[0] == 0:
-            return self.up(h.new_zeros(0, self.latent[1])).reshape(*lead, self.d_out)
         h = self.qkan(h)
         return self.up(h).reshape(*lead, self.d_out)
 
