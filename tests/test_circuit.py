@@ -27,6 +27,7 @@ from conftest import (
     REL_TOL,
     assert_close_scaled,
     call_layer,
+    golden_case,
     golden_params,
     make_gen,
     make_params,
@@ -196,6 +197,7 @@ def test_group_sharing_matches_reference(ansatz, g, fast, pt, dtype):
 
 @pytest.mark.parametrize("case", golden_params())
 def test_golden(case):
+    case = golden_case(case)
     ansatz = ref.canonical_ansatz(case["ansatz"])
     pt = case["preact_trainable"]
     names = trainable_names(ansatz, pt)
