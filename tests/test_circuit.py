@@ -9,8 +9,10 @@ Python threads, `torch.library.opcheck` of the three custom ops and `torch.compi
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -530,27 +532,50 @@ def _fwd_bwd(layer, x, gy):
     return [y.detach(), *grads]
 
 
+def _kernel_work_per_thread() -> int:
+    """kWorkPerThread of csrc/cpu/circuit_kernels.h: `run` gives a call min(threads, work //
+    kWorkPerThread) threads, work = B*O*I*(R+1), times 4 for the backward. Read from the source so
+    that a retuned threshold cannot quietly turn the thread tests below into one-thread runs."""
+    header = Path(__file__).resolve().parents[1] / "csrc" / "cpu" / "circuit_kernels.h"
+    found = re.search(r"constexpr\s+int64_t\s+kWorkPerThread\s*=\s*([0-9\s*]+);", header.read_text())
+    assert found, f"kWorkPerThread = <product of integers>; not found in {header}: update this test"
+    return math.prod(int(f) for f in found.group(1).split("*"))
+
+
+def _kernel_threads(B, I, O, R, *, backward: bool, available: int) -> int:
+    """The thread count circuit_kernels.h `run` gives a call of these sizes."""
+    work = B * O * I * (R + 1) * (4 if backward else 1)
+    return max(1, min(available, work // _kernel_work_per_thread()))
+
+
+def _op_fwd_bwd(x, th, w, b, weight, ansatz, R, fast, gy):
+    """The fused op alone (forward and its backward op): no torch BLAS in the way."""
+    inputs = [t.detach().clone().requires_grad_(True) for t in (x, th, w, b, weight)]
+    y = ops.circuit_layer(*inputs, ops.ANSATZ_CODES[ansatz], R, fast, True)
+    return [y.detach(), *torch.autograd.grad(y, inputs, gy)]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ansatz", ["pz", "rpz", "mix"])
-def test_deterministic_and_thread_count_independent(ansatz, dtype, restore_threads):
-    B, I, O, R = 300, 7, 5, 3  # B spans several 64-sample chunks and blocks
-    torch.manual_seed(stable_seed("det", ansatz))
-    layer = qkan_fast.QKANLayer(
-        I, O, reps=R, ansatz=ansatz, preact_trainable=True, postact_weight_trainable=True,
-        postact_bias_trainable=True, dtype=dtype,
-    )
-    gen = make_gen("det-x", ansatz, dtype)
+def test_bit_identical_across_runs_and_thread_counts(ansatz, dtype, restore_threads):
+    """circuit_kernels.h splits the work by sizes only and sums partial blocks in a fixed order:
+    two runs on 2 threads, and a run on 1 thread, give the same bits (forward and every gradient)."""
+    B, I, O, R = 1024, 8, 8, 3  # B spans 16 chunks, 4 backward blocks per input
+    for backward in (False, True):  # the sizes really get 2 threads in both passes
+        assert _kernel_threads(B, I, O, R, backward=backward, available=2) == 2, (backward, _kernel_work_per_thread())
+    gen = make_gen("det", ansatz, dtype)
+    p = make_params(ansatz, O, I, R, gen=gen, dtype=dtype)
     x = make_x(B, I, gen=gen, dtype=dtype, ansatz="pz")
     gy = torch.randn(B, O, generator=gen, dtype=dtype)
+    args = (x, p["theta"], p["preacts_weight"], p["preacts_bias"], p["postact_weights"] * p["mask"], ansatz, R, True, gy)
     torch.set_num_threads(2)
-    a = _fwd_bwd(layer, x, gy)
-    b = _fwd_bwd(layer, x, gy)
-    for k, (u, v) in enumerate(zip(a, b)):
-        assert torch.equal(u, v), f"output {k} differs between two runs with 2 threads"
+    a = _op_fwd_bwd(*args)
+    b = _op_fwd_bwd(*args)
     torch.set_num_threads(1)
-    c = _fwd_bwd(layer, x, gy)
-    for k, (u, v) in enumerate(zip(a, c)):
-        assert_close_scaled(v, u, 1e-6, msg=f"output {k}, 1 vs 2 threads")
+    c = _op_fwd_bwd(*args)
+    for k, (u, v, w) in enumerate(zip(a, b, c)):
+        assert torch.equal(u, v), f"output {k} differs between two runs on 2 threads"
+        assert torch.equal(u, w), f"output {k} differs between 1 and 2 threads"
 
 
 def test_concurrent_python_threads():
