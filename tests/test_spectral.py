@@ -296,7 +296,9 @@ def test_trainable_encodings_raise(ansatz):
     with pytest.raises(ValueError, match="engine='spectral' does not apply.*preact_trainable=True"):
         layer(x)
     layer.engine = "auto"  # falls back to the circuit engine
-    layer(x)
+    y_auto = layer(x)
+    layer.engine = "circuit"
+    assert torch.equal(y_auto, layer(x))
 
 
 def test_rpz_with_stored_weights_other_than_one_raises():
