@@ -1,21 +1,20 @@
 """Shared helpers for the engine and module tests.
 
 Random layer parameters per ansatz (qkan's names and shapes, optionally grouped), inputs that
-stay inside px's domain, a layer call by engine, the golden-file loader (docs/math.md, "How the definitions are checked") and
-a scaled comparison. tests/test_reference.py keeps its own copies on purpose: the oracle's tests
-must not depend on anything here.
+stay inside px's domain, a layer call by engine and a scaled comparison. The golden-file loader
+lives in golden_data.py, shared with tests/test_reference.py; that file keeps its own parameter
+helpers on purpose (the oracle's tests must not depend on anything here).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import zlib
-from pathlib import Path
 from typing import Optional
 
 import pytest
 import torch
+
+from golden_data import golden_case, golden_params  # noqa: F401  (re-exported for the engine tests)
 
 # The compiled package is imported lazily: tests/test_reference.py must stay collectable when
 # the extension is not built, and it shares this conftest.
@@ -111,9 +110,9 @@ def with_grad(p: dict, names) -> dict:
 
 
 def call_layer(x, p: dict, *, engine: str, ansatz: str, reps: int, fast_measure: bool, preact_trainable: bool, **kw):
-    from qkan_fast import ops
+    from qkan_fast import engines
 
-    return ops.qkan_layer(
+    return engines.qkan_layer(
         x, *(p[n] for n in PARAM_NAMES), ansatz=ansatz, reps=reps, fast_measure=fast_measure,
         preact_trainable=preact_trainable, engine=engine, **kw,
     )
@@ -143,37 +142,6 @@ def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, rel: float
     scale = max(1.0, float(expected.abs().max())) if expected.numel() else 1.0
     err = float((actual - expected).abs().max()) if expected.numel() else 0.0
     assert err <= rel * scale, f"{msg}: max abs error {err:.3e} > {rel:.1e} * scale {scale:.3g}"
-
-
-# --------------------------------------------------------------------------------------------
-# golden vectors from qkan 0.2.3 (docs/math.md, "How the definitions are checked")
-
-
-def golden_path() -> Path:
-    env = os.environ.get("QKAN_FAST_GOLDEN")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent / "golden" / "qkan-0.2.3-golden.json"
-
-
-def golden_params() -> list:
-    """One pytest.param per golden case (id names ansatz, measure, preacts and sizes), or a single
-    skipped param when the file is missing."""
-    path = golden_path()
-    if not path.is_file():
-        reason = f"golden file not found at {path} (set QKAN_FAST_GOLDEN to its path)"
-        return [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="golden-missing")]
-    cases = json.loads(path.read_text())["cases"]
-    return [
-        pytest.param(
-            c,
-            id=(
-                f"{k:02d}-{c['ansatz']}-{'fast' if c['fast_measure'] else 'born'}-"
-                f"{'pre' if c['preact_trainable'] else 'nopre'}-I{c['in_dim']}O{c['out_dim']}R{c['reps']}"
-            ),
-        )
-        for k, c in enumerate(cases)
-    ]
 
 
 # --------------------------------------------------------------------------------------------

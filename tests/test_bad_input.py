@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qkan_fast import QKAN, QKANLayer, ops
+from qkan_fast import QKAN, QKANLayer, common, engines
 
 from conftest import (
     ANSATZE,
@@ -145,15 +145,16 @@ def test_mismatched_dtypes():
 # =============================================================================================
 
 
-def test_empty_batch():
+def test_empty_batch_is_not_an_error():
+    """torch's convention (nn.Linear): B = 0 gives an empty output; tests/test_conventions.py
+    checks the gradients. Shapes are still checked for an empty batch."""
     p, kw = _layer_args()
     x = torch.zeros(0, 4, dtype=F64)
-    with pytest.raises(ValueError, match="empty batch"):
-        _ops_layer(x, p, **kw)
-    with pytest.raises(ValueError, match="empty batch"):
-        QKANLayer(4, 3, dtype=F64)(x)
-    with pytest.raises(ValueError, match="empty batch"):
-        ops.daruan_postacts(x, p["theta"], p["preacts_weight"], p["preacts_bias"], ansatz="pz", reps=2)
+    assert _ops_layer(x, p, **kw).shape == (0, 3)
+    assert engines.daruan_postacts(x, p["theta"], p["preacts_weight"], p["preacts_bias"], ansatz="pz",
+                                   reps=2).shape == (0, 3, 4)
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 4\), got \(0, 5\)"):
+        _ops_layer(torch.zeros(0, 5, dtype=F64), p, **kw)
 
 
 @pytest.mark.parametrize("reps", [0, -1, 2.0, True])
@@ -264,7 +265,7 @@ def test_px_encoded_outside_domain():
 
 def test_tensors_beyond_int32(monkeypatch):
     p, kw = _layer_args("pz", O=2, I=3, R=1)  # theta has 2*3*2*2 = 24 elements
-    monkeypatch.setattr(ops, "INT32_LIMIT", 100)
+    monkeypatch.setattr(common, "INT32_LIMIT", 100)
     with pytest.raises(ValueError, match=r"x has 150 elements, more than the 2\*\*31 - 1"):
         _ops_layer(torch.zeros(50, 3, dtype=F64), p, **kw)
     # the (B, O) output: 60 * 2 = 120 elements
@@ -273,7 +274,7 @@ def test_tensors_beyond_int32(monkeypatch):
         _ops_layer(torch.zeros(60, 1, dtype=F64), p1, **kw1)
     # postacts (B, O, I): 20 * 2 * 3 = 120 elements
     with pytest.raises(ValueError, match=r"output would have 120 elements"):
-        ops.daruan_postacts(torch.zeros(20, 3, dtype=F64), p["theta"], p["preacts_weight"], p["preacts_bias"],
+        engines.daruan_postacts(torch.zeros(20, 3, dtype=F64), p["theta"], p["preacts_weight"], p["preacts_bias"],
                             ansatz="pz", reps=1)
     # a parameter over the limit
     big = make_params("pz", 5, 6, 2, gen=make_gen("big"))  # theta 5*6*3*2 = 180
@@ -299,7 +300,7 @@ def test_non_tensor_input(x):
     with pytest.raises((TypeError, ValueError), match=name):
         QKAN([4, 3])(x)
     with pytest.raises(TypeError, match=rf"torch\.Tensor, got {name}"):
-        ops.daruan_postacts(x, p["theta"], p["preacts_weight"], p["preacts_bias"], ansatz="pz", reps=2)
+        engines.daruan_postacts(x, p["theta"], p["preacts_weight"], p["preacts_bias"], ansatz="pz", reps=2)
 
 
 def test_non_tensor_parameter():
@@ -351,8 +352,8 @@ def test_nan_in_postacts_stays_in_its_edge(ansatz, fast):
     x = make_x(5, 4, gen=make_gen("nan-post", ansatz))
     x[2, 0] = float("nan")
     kw = dict(ansatz=ansatz, reps=2, fast_measure=fast, preact_trainable=True)
-    phi = ops.daruan_postacts(x, p["theta"], p["preacts_weight"], p["preacts_bias"], **kw)
-    want = ops.daruan_postacts(x, p["theta"], p["preacts_weight"], p["preacts_bias"], engine="reference", **kw)
+    phi = engines.daruan_postacts(x, p["theta"], p["preacts_weight"], p["preacts_bias"], **kw)
+    want = engines.daruan_postacts(x, p["theta"], p["preacts_weight"], p["preacts_bias"], engine="reference", **kw)
     assert torch.isnan(want[2, :, 0]).all()  # the oracle propagates NaN
     assert torch.isnan(phi[2, :, 0]).all(), f"NaN input gave phi = {phi[2, :, 0].tolist()}"
     keep = torch.ones_like(phi, dtype=torch.bool)

@@ -9,14 +9,16 @@ Python threads, `torch.library.opcheck` of the three custom ops and `torch.compi
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import threading
+from pathlib import Path
 
 import pytest
 import torch
 
 import qkan_fast
-from qkan_fast import ops
+from qkan_fast import circuit, common, engines
 from qkan_fast import reference as ref
 
 from conftest import (
@@ -27,6 +29,7 @@ from conftest import (
     REL_TOL,
     assert_close_scaled,
     call_layer,
+    golden_case,
     golden_params,
     make_gen,
     make_params,
@@ -196,6 +199,7 @@ def test_group_sharing_matches_reference(ansatz, g, fast, pt, dtype):
 
 @pytest.mark.parametrize("case", golden_params())
 def test_golden(case):
+    case = golden_case(case)
     ansatz = ref.canonical_ansatz(case["ansatz"])
     pt = case["preact_trainable"]
     names = trainable_names(ansatz, pt)
@@ -222,7 +226,7 @@ def test_golden(case):
 
 
 def _postacts(x, p, engine, **kw):
-    return ops.daruan_postacts(x, p["theta"], p["preacts_weight"], p["preacts_bias"], engine=engine, **kw)
+    return engines.daruan_postacts(x, p["theta"], p["preacts_weight"], p["preacts_bias"], engine=engine, **kw)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -293,7 +297,7 @@ def test_gradcheck(ansatz, fast, pt):
     kw = dict(ansatz=ansatz, reps=R, fast_measure=fast, preact_trainable=pt, engine="circuit")
 
     def layer(*args):
-        return ops.qkan_layer(*args, **kw)
+        return engines.qkan_layer(*args, **kw)
 
     # phi has no zero amplitude here (|alpha|, |beta| bounded away from 0), so |.| is smooth
     alpha, beta = ref.amplitudes(
@@ -303,7 +307,7 @@ def test_gradcheck(ansatz, fast, pt):
     assert torch.autograd.gradcheck(layer, inputs, eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=fast_mode)
 
     def post(xv, th, w, b):
-        return ops.daruan_postacts(xv, th, w, b, ansatz=ansatz, reps=R, fast_measure=fast, preact_trainable=pt)
+        return engines.daruan_postacts(xv, th, w, b, ansatz=ansatz, reps=R, fast_measure=fast, preact_trainable=pt)
 
     post_inputs = (x, pp["theta"], pp["preacts_weight"], pp["preacts_bias"])
     assert torch.autograd.gradcheck(post, post_inputs, eps=1e-6, atol=1e-7, fast_mode=fast_mode)
@@ -318,7 +322,7 @@ def test_gradcheck_grouped(ansatz):
     pp = with_grad(p, trainable_names(ansatz, True))
     kw = dict(ansatz=ansatz, reps=R, fast_measure=True, preact_trainable=True, engine="circuit")
     assert torch.autograd.gradcheck(
-        lambda *a: ops.qkan_layer(*a, **kw), (x, *(pp[n] for n in PARAM_NAMES)), eps=1e-6, atol=1e-7, rtol=1e-5,
+        lambda *a: engines.qkan_layer(*a, **kw), (x, *(pp[n] for n in PARAM_NAMES)), eps=1e-6, atol=1e-7, rtol=1e-5,
         fast_mode=ansatz != "px",
     )
 
@@ -352,7 +356,7 @@ def test_gradient_finite_near_zero_amplitude(fast, dtype):
     x = torch.zeros(3, 1, dtype=dtype, requires_grad=True)
     pre = torch.zeros(N, 1, 1, dtype=dtype)
     kw = dict(ansatz="pz", reps=1, fast_measure=fast)
-    phi = ops.daruan_postacts(x, theta, pre + 1, pre, engine="circuit", **kw)
+    phi = engines.daruan_postacts(x, theta, pre + 1, pre, engine="circuit", **kw)
     want = ref.postacts(x.detach(), theta.detach(), None, None, **kw)
     torch.testing.assert_close(phi.detach(), want, rtol=0, atol=1e-6 if dtype == F32 else 1e-14)
     assert bool((phi.abs() > 0.99).all())  # these really are (near-)basis states
@@ -454,10 +458,10 @@ def test_only_requested_gradients(ansatz):
     # the backward op returns empty tensors for what was not asked
     enc = True
     args = (x, p["theta"], p["preacts_weight"], p["preacts_bias"], p["postact_weights"] * p["mask"])
-    code = ops.ANSATZ_CODES[ansatz]
-    outs = ops.circuit_backward(gy, *args, code, R, False, enc, [False, True, False, False, False])
+    code = common.ANSATZ_CODES[ansatz]
+    outs = circuit.circuit_backward(gy, *args, code, R, False, enc, [False, True, False, False, False])
     assert [o.numel() for o in outs] == [0, p["theta"].numel(), 0, 0, 0]
-    outs_all = ops.circuit_backward(gy, *args, code, R, False, enc, [True] * 5)
+    outs_all = circuit.circuit_backward(gy, *args, code, R, False, enc, [True] * 5)
     torch.testing.assert_close(outs[1], outs_all[1], rtol=0, atol=0)
 
 
@@ -499,7 +503,7 @@ def test_saved_for_backward_has_no_boi_term(dtype, pt):
     saved = _SavedBytes()
     weight = layer.postact_weights * layer.mask
     with torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack):
-        y = ops.circuit_layer(x, layer.theta, layer.preacts_weight, layer.preacts_bias, weight, 0, R, True, pt)
+        y = circuit.circuit_layer(x, layer.theta, layer.preacts_weight, layer.preacts_bias, weight, 0, R, True, pt)
     want = x_bytes + sum(t.numel() * item for t in (layer.theta, layer.preacts_weight, layer.preacts_bias, weight))
     assert saved.total == want, saved.items
     y.sum().backward()
@@ -528,27 +532,50 @@ def _fwd_bwd(layer, x, gy):
     return [y.detach(), *grads]
 
 
+def _kernel_work_per_thread() -> int:
+    """kWorkPerThread of csrc/cpu/circuit_kernels.h: `run` gives a call min(threads, work //
+    kWorkPerThread) threads, work = B*O*I*(R+1), times 4 for the backward. Read from the source so
+    that a retuned threshold cannot quietly turn the thread tests below into one-thread runs."""
+    header = Path(__file__).resolve().parents[1] / "csrc" / "cpu" / "circuit_kernels.h"
+    found = re.search(r"constexpr\s+int64_t\s+kWorkPerThread\s*=\s*([0-9\s*]+);", header.read_text())
+    assert found, f"kWorkPerThread = <product of integers>; not found in {header}: update this test"
+    return math.prod(int(f) for f in found.group(1).split("*"))
+
+
+def _kernel_threads(B, I, O, R, *, backward: bool, available: int) -> int:
+    """The thread count circuit_kernels.h `run` gives a call of these sizes."""
+    work = B * O * I * (R + 1) * (4 if backward else 1)
+    return max(1, min(available, work // _kernel_work_per_thread()))
+
+
+def _op_fwd_bwd(x, th, w, b, weight, ansatz, R, fast, gy):
+    """The fused op alone (forward and its backward op): no torch BLAS in the way."""
+    inputs = [t.detach().clone().requires_grad_(True) for t in (x, th, w, b, weight)]
+    y = circuit.circuit_layer(*inputs, common.ANSATZ_CODES[ansatz], R, fast, True)
+    return [y.detach(), *torch.autograd.grad(y, inputs, gy)]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ansatz", ["pz", "rpz", "mix"])
-def test_deterministic_and_thread_count_independent(ansatz, dtype, restore_threads):
-    B, I, O, R = 300, 7, 5, 3  # B spans several 64-sample chunks and blocks
-    torch.manual_seed(stable_seed("det", ansatz))
-    layer = qkan_fast.QKANLayer(
-        I, O, reps=R, ansatz=ansatz, preact_trainable=True, postact_weight_trainable=True,
-        postact_bias_trainable=True, dtype=dtype,
-    )
-    gen = make_gen("det-x", ansatz, dtype)
+def test_bit_identical_across_runs_and_thread_counts(ansatz, dtype, restore_threads):
+    """circuit_kernels.h splits the work by sizes only and sums partial blocks in a fixed order:
+    two runs on 2 threads, and a run on 1 thread, give the same bits (forward and every gradient)."""
+    B, I, O, R = 1024, 8, 8, 3  # B spans 16 chunks, 4 backward blocks per input
+    for backward in (False, True):  # the sizes really get 2 threads in both passes
+        assert _kernel_threads(B, I, O, R, backward=backward, available=2) == 2, (backward, _kernel_work_per_thread())
+    gen = make_gen("det", ansatz, dtype)
+    p = make_params(ansatz, O, I, R, gen=gen, dtype=dtype)
     x = make_x(B, I, gen=gen, dtype=dtype, ansatz="pz")
     gy = torch.randn(B, O, generator=gen, dtype=dtype)
+    args = (x, p["theta"], p["preacts_weight"], p["preacts_bias"], p["postact_weights"] * p["mask"], ansatz, R, True, gy)
     torch.set_num_threads(2)
-    a = _fwd_bwd(layer, x, gy)
-    b = _fwd_bwd(layer, x, gy)
-    for k, (u, v) in enumerate(zip(a, b)):
-        assert torch.equal(u, v), f"output {k} differs between two runs with 2 threads"
+    a = _op_fwd_bwd(*args)
+    b = _op_fwd_bwd(*args)
     torch.set_num_threads(1)
-    c = _fwd_bwd(layer, x, gy)
-    for k, (u, v) in enumerate(zip(a, c)):
-        assert_close_scaled(v, u, 1e-6, msg=f"output {k}, 1 vs 2 threads")
+    c = _op_fwd_bwd(*args)
+    for k, (u, v, w) in enumerate(zip(a, b, c)):
+        assert torch.equal(u, v), f"output {k} differs between two runs on 2 threads"
+        assert torch.equal(u, w), f"output {k} differs between 1 and 2 threads"
 
 
 def test_concurrent_python_threads():
@@ -597,7 +624,7 @@ def _op_samples(ansatz, encode, dtype=F64):
     w = p["preacts_weight"].requires_grad_(encode)
     b = p["preacts_bias"].requires_grad_(encode)
     weight = (p["postact_weights"] * p["mask"]).requires_grad_(True)
-    return x, th, w, b, weight, ops.ANSATZ_CODES[ansatz], R, gen
+    return x, th, w, b, weight, common.ANSATZ_CODES[ansatz], R, gen
 
 
 OPCHECK_CASES = [("pz", False, True), ("pz", True, False), ("px", True, True), ("real", False, False), ("mix", True, True)]

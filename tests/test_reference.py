@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import cmath
 import importlib.util
-import json
 import math
-import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from golden_data import N_CASES, golden_case, golden_params, load_cases  # tests/golden_data.py
 
 
 def _load_reference():
@@ -105,41 +105,29 @@ def _random_x(B, I, *, gen, ansatz, dtype=F64):
 # =============================================================================================
 
 
-def _golden_path() -> Path:
-    env = os.environ.get("QKAN_FAST_GOLDEN")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent / "golden" / "qkan-0.2.3-golden.json"
+GOLDEN = golden_params()
 
 
-def _golden_params():
-    path = _golden_path()
-    if not path.is_file():
-        reason = f"golden file not found at {path} (set QKAN_FAST_GOLDEN to its path)"
-        return [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="golden-missing")]
-    cases = json.loads(path.read_text())["cases"]
-    out = []
-    for k, c in enumerate(cases):
-        cid = (
-            f"{k:02d}-{c['ansatz']}-{'fast' if c['fast_measure'] else 'born'}-"
-            f"{'pre' if c['preact_trainable'] else 'nopre'}-"
-            f"I{c['in_dim']}O{c['out_dim']}R{c['reps']}"
-        )
-        out.append(pytest.param(c, id=cid))
-    return out
-
-
-GOLDEN = _golden_params()
-
-
-def test_golden_file_has_36_cases():
-    if GOLDEN[0].values[0] is None:
-        pytest.skip(f"golden file not found at {_golden_path()}")
-    assert len(GOLDEN) == 36
+def test_golden_file_has_every_case():
+    """The file holds the grid docs/math.md, "How the definitions are checked" describes, each configuration once."""
+    cases = load_cases()  # raises (fails) when the file is missing or unreadable
+    assert len(cases) == len(GOLDEN) == N_CASES, f"expected {N_CASES} golden cases, found {len(cases)}"
+    got = [(c["ansatz"], c["fast_measure"], c["preact_trainable"], (c["in_dim"], c["out_dim"], c["reps"]))
+           for c in cases]
+    want = {
+        (a, fast, pt, size)
+        for a in ref.ANSATZE
+        for fast in (True, False)
+        for pt in ((True,) if a == "px" else (False, True))  # qkan's px needs trainable preacts
+        for size in ((3, 2, 1), (4, 3, 3))
+    }
+    assert len(set(got)) == len(got) and set(got) == want
+    assert all(len(c["x"]) == 5 for c in cases)
 
 
 @pytest.mark.parametrize("case", GOLDEN)
 def test_golden(case):
+    case = golden_case(case)
     ansatz = case["ansatz"]
     pt = case["preact_trainable"]
     # All trainable flags were on when the golden file was made (docs/math.md, "How the definitions are checked").

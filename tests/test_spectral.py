@@ -1,11 +1,17 @@
-"""The spectral engine (docs/math.md, "The spectral identity") held against the circuit engine and the reference.
+"""The spectral engine (docs/math.md, "The spectral identity") on the CPU.
+
+truth: the reference engine (qkan_fast.reference, itself held to qkan 0.2.3's golden file in
+tests/test_reference.py); on the CPU the spectral engine computes nothing through it (its
+coefficients, basis and layers are the compiled kernels of csrc/cpu/spectral*). Two tests name
+another truth in their docstring: an exact pole (the circuit engine's floor rule) and gradcheck
+(finite differences).
 
 Covers the applicable flag matrix (every ansatz, both measures, R = 1..8, float32 and float64,
 random rpz biases, pruned edges, inputs far outside [-pi, pi]) for the output and every gradient;
-states near a pole (the kernel's Bloch-formula path) against a float64 truth; px near +-1; the
-Fourier coefficients of Z, X, Y against the reference amplitudes; grouped parameters; the errors
-where the engine does not apply; engine="auto"; determinism across thread counts; gradcheck;
-torch.library.opcheck of the custom ops.
+states near a pole (the kernel's Bloch-formula path) against the float64 reference; px near +-1;
+the Fourier coefficients of Z, X, Y against the reference amplitudes; grouped parameters; the
+errors where the engine does not apply; engine="auto"; determinism across thread counts;
+gradcheck; torch.library.opcheck of the custom ops.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import pytest
 import torch
 
 import qkan_fast
-from qkan_fast import ops, spectral
+from qkan_fast import common, engines, spectral
 from qkan_fast import reference as ref
 
 from conftest import ANSATZE, F32, F64, PARAM_NAMES, assert_close_scaled, make_gen, make_params, run_layer
@@ -62,13 +68,15 @@ def _grad_names(ansatz):
     return names | {"preacts_bias"} if ansatz == "rpz" else names
 
 
-def _compare(p, x, gy, ansatz, R, fast, tol, engines=("circuit", "reference")):
-    kw = dict(ansatz=ansatz, reps=R, fast_measure=fast, preact_trainable=False, grad_names=_grad_names(ansatz))
+def _compare(p, x, gy, ansatz, R, fast, tol, grad_names=None):
+    """The spectral layer's output and gradients against the reference engine's."""
+    names = _grad_names(ansatz) if grad_names is None else grad_names
+    kw = dict(ansatz=ansatz, reps=R, fast_measure=fast, preact_trainable=False, grad_names=names)
     got = run_layer(x, p, gy, engine="spectral", **kw)
-    for other in engines:
-        want = run_layer(x, p, gy, engine=other, **kw)
-        for key in want:
-            assert_close_scaled(got[key], want[key], tol, msg=f"{key} vs {other} (R={R})")
+    want = run_layer(x, p, gy, engine="reference", **kw)
+    for key in want:
+        assert_close_scaled(got[key], want[key], tol, msg=f"{key} vs reference (R={R})")
+    return got
 
 
 # =============================================================================================
@@ -79,7 +87,7 @@ def _compare(p, x, gy, ansatz, R, fast, tol, engines=("circuit", "reference")):
 @pytest.mark.parametrize("R", range(1, 9))
 @pytest.mark.parametrize("fast,born_path", SCHEDULES)
 @pytest.mark.parametrize("ansatz", ANSATZE)
-def test_matches_circuit_and_reference_f64(ansatz, fast, R, born_path):
+def test_matches_reference_f64(ansatz, fast, R, born_path):
     gen = make_gen("spectral64", ansatz, fast, R)
     B, I, O = 37, 5, 3
     p = _params(ansatz, O, I, R, gen, F64)
@@ -91,7 +99,7 @@ def test_matches_circuit_and_reference_f64(ansatz, fast, R, born_path):
 @pytest.mark.parametrize("R", [1, 2, 4, 8])
 @pytest.mark.parametrize("fast,born_path", SCHEDULES)
 @pytest.mark.parametrize("ansatz", ANSATZE)
-def test_matches_circuit_and_reference_f32(ansatz, fast, R, born_path):
+def test_matches_reference_f32(ansatz, fast, R, born_path):
     gen = make_gen("spectral32", ansatz, fast, R)
     B, I, O = 70, 6, 5  # two 64-sample chunks, a partial output tile
     p = _params(ansatz, O, I, R, gen, F32)
@@ -109,7 +117,7 @@ def test_larger_layer_every_block_path(fast, born_path):
         p = _params("pz", O, I, R, gen, F64)
         x = _inputs("pz", B, I, gen, F64)
         gy = torch.randn(B, O, generator=gen, dtype=F64)
-        _compare(p, x, gy, "pz", R, fast, TOL[F64], engines=("circuit",))
+        _compare(p, x, gy, "pz", R, fast, TOL[F64])
 
 
 @pytest.mark.parametrize("fast,born_path", SCHEDULES)
@@ -124,12 +132,9 @@ def test_wide_layer_pruned_edges_and_poles(fast, born_path):
     p["mask"][:4, ::3] = 0  # whole output blocks pruned
     x = _inputs("pz", B, I, gen, F64)
     gy = torch.randn(B, O, generator=gen, dtype=F64)
-    _compare(p, x, gy, "pz", R, fast, TOL[F64], engines=("circuit",))
+    _compare(p, x, gy, "pz", R, fast, TOL[F64])
     # postact weights frozen: the kernels skip the pruned blocks altogether
-    kw = dict(ansatz="pz", reps=R, fast_measure=fast, preact_trainable=False, grad_names={"theta"})
-    got, want = (run_layer(x, p, gy, engine=e, **kw) for e in ("spectral", "circuit"))
-    for key in want:
-        assert_close_scaled(got[key], want[key], TOL[F64], msg=key)
+    got = _compare(p, x, gy, "pz", R, fast, TOL[F64], grad_names={"theta"})
     assert not got["theta"][:4, ::3].any()
 
 
@@ -139,9 +144,10 @@ def test_wide_layer_pruned_edges_and_poles(fast, born_path):
 
 
 def _float64_truth(p, x, gy, ansatz, R, fast):
+    """The reference engine in float64 on the same values."""
     kw = dict(ansatz=ansatz, reps=R, fast_measure=fast, preact_trainable=False, grad_names=_grad_names(ansatz))
     p64 = {k: v.double() for k, v in p.items()}
-    return run_layer(x.double(), p64, gy.double(), engine="circuit", **kw)
+    return run_layer(x.double(), p64, gy.double(), engine="reference", **kw)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -150,7 +156,7 @@ def test_near_pole_precision(ansatz, dtype):
     """Haar-like parameters and a dense input grid put many samples near |alpha| = 0 or |beta| = 0
     (for `real` every zero crossing of a real amplitude is one). The Z formula alone loses
     precision there (relative gradient error ~ eps/|amplitude|^2); the kernel switches to the
-    Bloch formula and must stay as close to the float64 truth as the circuit engine."""
+    Bloch formula and must stay as close to the float64 reference as the circuit engine is."""
     R, B, I, O = 3, 256, 4, 4
     gen = make_gen("pole", ansatz, dtype)
     p = _params(ansatz, O, I, R, gen, dtype)
@@ -171,15 +177,18 @@ def test_near_pole_precision(ansatz, dtype):
         scale = max(1.0, float(truth[key].abs().max()))
         err_s = float((got[key].double() - truth[key]).abs().max()) / scale
         err_c = float((circ[key].double() - truth[key]).abs().max()) / scale
-        # as close to the truth as the circuit engine, up to a small factor (float64: the truth is
-        # the circuit engine itself, so an absolute floor far below the 1e-10 float64 target)
+        # as close to the truth as the circuit engine, up to a small factor; in float64 both are
+        # within rounding of the truth, so an absolute floor far below the 1e-10 float64 target
         floor = 20 * torch.finfo(F32).eps if dtype == F32 else 1e-12
         assert err_s <= max(4 * err_c, floor), f"{key}: spectral {err_s:.2e}, circuit {err_c:.2e}"
 
 
 def test_pole_exactly_on_a_sample():
     """A state exactly at a pole for every input (pz with RY(pi/2) on |+> gives |1>): finite
-    values and gradients equal to the circuit engine's (the floor rule)."""
+    values and gradients equal to the circuit engine's.
+
+    truth: the circuit engine. At an exact zero amplitude |beta| has no derivative; both compiled
+    engines apply the same floor rule there (daruan.h), the reference's autograd does not."""
     R, B, I, O = 2, 9, 2, 2
     theta = torch.zeros(O, I, R + 1, 2, dtype=F64)
     theta[..., 0, 1] = math.pi / 2
@@ -213,8 +222,7 @@ def test_px_near_the_ends_forward(fast, dtype, born_path):
     from conftest import call_layer
 
     y = call_layer(x, p, engine="spectral", **kw)
-    for other in ("circuit", "reference"):
-        assert_close_scaled(y, call_layer(x, p, engine=other, **kw), TOL[dtype], msg=other)
+    assert_close_scaled(y, call_layer(x, p, engine="reference", **kw), TOL[dtype], msg="vs reference")
     # the gradient stays finite at x = +-1 (du/dx floored like the circuit engine)
     xx = x.clone().requires_grad_()
     call_layer(xx, p, engine="spectral", **kw).sum().backward()
@@ -256,7 +264,7 @@ def test_grouped_parameters(ansatz, fast, born_path):
     torch.manual_seed(0)
     kw = dict(reps=3, group=2, ansatz=ansatz, fast_measure=fast, dtype=F64)
     a = qkan_fast.QKANLayer(6, 4, engine="spectral", **kw)
-    b = qkan_fast.QKANLayer(6, 4, engine="circuit", **kw)
+    b = qkan_fast.QKANLayer(6, 4, engine="reference", **kw)
     with torch.no_grad():
         a.theta.normal_()
         if ansatz == "rpz":
@@ -275,7 +283,7 @@ def test_grouped_parameters(ansatz, fast, born_path):
 def test_qkan_network_engine_spectral():
     torch.manual_seed(1)
     net = qkan_fast.QKAN([5, 7, 3], reps=4, engine="spectral", dtype=F64)
-    ref_net = qkan_fast.QKAN([5, 7, 3], reps=4, engine="circuit", dtype=F64)
+    ref_net = qkan_fast.QKAN([5, 7, 3], reps=4, engine="reference", dtype=F64)
     ref_net.load_state_dict(net.state_dict())
     x = torch.randn(20, 5, dtype=F64)
     torch.testing.assert_close(net(x), ref_net(x), rtol=0, atol=1e-12)
@@ -288,7 +296,9 @@ def test_trainable_encodings_raise(ansatz):
     with pytest.raises(ValueError, match="engine='spectral' does not apply.*preact_trainable=True"):
         layer(x)
     layer.engine = "auto"  # falls back to the circuit engine
-    layer(x)
+    y_auto = layer(x)
+    layer.engine = "circuit"
+    assert torch.equal(y_auto, layer(x))
 
 
 def test_rpz_with_stored_weights_other_than_one_raises():
@@ -298,7 +308,7 @@ def test_rpz_with_stored_weights_other_than_one_raises():
     with pytest.raises(ValueError, match="not 1 everywhere"):
         layer(torch.randn(5, 4))
     layer.engine = "auto"
-    torch.testing.assert_close(layer(torch.ones(2, 4)), qkan_fast.ops.qkan_layer(
+    torch.testing.assert_close(layer(torch.ones(2, 4)), qkan_fast.qkan_layer(
         torch.ones(2, 4), *(getattr(layer, n) for n in PARAM_NAMES), ansatz="rpz", reps=2,
         base_activation=layer.base_activation, engine="circuit"))
 
@@ -313,22 +323,24 @@ def test_spectral_rejects_bad_input_clearly():
 
 @pytest.mark.parametrize("fast", MEASURES)
 @pytest.mark.parametrize("ansatz", ANSATZE)
-def test_auto_agrees_with_both_engines(ansatz, fast):
-    gen = make_gen("auto-spectral", ansatz, fast)
-    p = _params(ansatz, 4, 5, 3, gen, F32)
-    x = _inputs(ansatz, 33, 5, gen, F32)
+def test_auto_runs_the_engine_prefer_names(ansatz, fast):
+    """engine='auto' is, bit for bit, the engine spectral.prefer picks, on a layer large enough for
+    the spectral engine and on a small one (the circuit engine)."""
     from conftest import call_layer
 
     kw = dict(ansatz=ansatz, reps=3, fast_measure=fast, preact_trainable=False)
-    y = call_layer(x, p, engine="auto", **kw)
-    assert_close_scaled(y, call_layer(x, p, engine="circuit", **kw), 1e-5)
-    assert_close_scaled(y, call_layer(x, p, engine="spectral", **kw), 1e-5)
+    for B, I, O in ((1024, 16, 8), (33, 5, 4)):
+        gen = make_gen("auto-spectral", ansatz, fast, B)
+        p = _params(ansatz, O, I, 3, gen, F32)
+        x = _inputs(ansatz, B, I, gen, F32)
+        chosen = "spectral" if spectral.prefer(x, p["theta"], p["preacts_weight"], **kw) else "circuit"
+        assert torch.equal(call_layer(x, p, engine="auto", **kw), call_layer(x, p, engine=chosen, **kw)), chosen
 
 
 def test_auto_rule():
     """engine='auto' takes the spectral engine for large applicable layers (measured faster, see
     spectral.prefer) and the circuit engine for small ones, `real` with the fast measure, trainable
-    encodings and grouped parameters."""
+    encodings and grouped parameters (test_auto_runs_the_engine_prefer_names: the dispatch follows it)."""
     big, small = torch.randn(2048, 16), torch.randn(64, 16)
     th = torch.randn(16, 16, 4, 2)
     w = torch.ones(16, 16, 3)
@@ -339,11 +351,6 @@ def test_auto_rule():
     assert spectral.prefer(big, th[..., :1], w, ansatz="real", **{**kw, "fast_measure": False})
     assert not spectral.prefer(big, th, w, ansatz="pz", **{**kw, "preact_trainable": True})
     assert not spectral.prefer(big, th[0], w[0], ansatz="pz", **kw)  # grouped
-    # and the dispatch follows it: auto == spectral bit for bit on the big layer
-    layer = qkan_fast.QKANLayer(16, 16, reps=3)
-    y_auto = layer(big)
-    layer.engine = "spectral"
-    assert torch.equal(y_auto, layer(big))
 
 
 def test_born_schedule_rule_and_choice():
@@ -370,6 +377,9 @@ def test_born_schedule_rule_and_choice():
 
 @pytest.mark.parametrize("fast,born_path", SCHEDULES)
 def test_deterministic_across_thread_counts(restore_threads, fast, born_path):
+    """Bit-identical on 1 and 2 threads. The spectral kernels have no work threshold (they take
+    torch's thread count), and these sizes give every parallel loop several items: 5 chunks x 3
+    output tiles forward, 7 inputs x 5 sample blocks backward."""
     gen = make_gen("det")
     p = _params("pz", 9, 7, 3, gen, F32)
     x = _inputs("pz", 300, 7, gen, F32)
@@ -392,6 +402,7 @@ def test_deterministic_across_thread_counts(restore_threads, fast, born_path):
 @pytest.mark.parametrize("fast,born_path", SCHEDULES)
 @pytest.mark.parametrize("ansatz", ANSATZE)
 def test_gradcheck(ansatz, fast, born_path):
+    """truth: finite differences of the spectral layer itself (torch.autograd.gradcheck)."""
     R, B, I, O = 2, 4, 3, 2
     gen = make_gen("gradcheck-spectral", ansatz, fast)
     p = _params(ansatz, O, I, R, gen, F64)
@@ -401,7 +412,7 @@ def test_gradcheck(ansatz, fast, born_path):
     pw = p["postact_weights"].clone().requires_grad_()
 
     def f(x, theta, bias, pw):
-        return ops.qkan_layer(x, theta, p["preacts_weight"], bias, p["base_weight"], pw, p["postact_bias"], p["mask"],
+        return engines.qkan_layer(x, theta, p["preacts_weight"], bias, p["base_weight"], pw, p["postact_bias"], p["mask"],
                               ansatz=ansatz, reps=R, fast_measure=fast, engine="spectral")
 
     # the full Jacobian for pz, gradcheck's fast mode (a random projection) elsewhere: keeps it quick
@@ -410,36 +421,24 @@ def test_gradcheck(ansatz, fast, born_path):
 
 
 @pytest.mark.parametrize("px", [False, True])
-def test_torch_paths_match_cpu_kernels(px):
-    """The plain-torch bodies that other devices run (basis, its backward, the Born operand and its
-    backward) against the CPU kernels, called directly on CPU tensors (no GPU needed)."""
-    gen = make_gen("torch-paths", px)
-    R, B, I, O = 3, 21, 5, 19
+def test_basis_kernel_and_its_backward(px):
+    """spectral_basis (the Born GEMM's operand) and its backward kernel against the formula written
+    here: [cos(k u), sin(k u)] for k = 1..R, u = x or arccos(x), and torch autograd through it."""
+    gen = make_gen("basis", px)
+    R, B, I = 3, 21, 5
     x = torch.rand(B, I, generator=gen, dtype=F64)
     x = 0.95 * (2 * x - 1) if px else 3 * torch.special.ndtri(x.clamp(1e-3, 1 - 1e-3))
-    torch.testing.assert_close(spectral._basis_torch(x, R, px), spectral.spectral_basis(x, R, px), rtol=0, atol=1e-12)
-    g = torch.randn(2 * R, I, B, generator=gen, dtype=F64)
-    gx = spectral.spectral_basis_backward(g, x, R, px)
-    with torch.enable_grad():
-        xx = x.clone().requires_grad_()
-        (spectral._basis_torch(xx, R, px) * g).sum().backward()
-    torch.testing.assert_close(gx, xx.grad, rtol=0, atol=1e-9)
 
-    theta = torch.randn(O, I, R + 1, 2, generator=gen, dtype=F64)
-    w = torch.randn(O, I, generator=gen, dtype=F64)
-    code, none = ops.ANSATZ_CODES["pz"], theta.new_empty(0)
-    want = spectral._born_coef_torch(theta, none, w, code, R)
-    got = spectral.spectral_born_coef(theta, none, w, code, R)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
-    gcw, gc0 = torch.randn_like(want[0]), torch.randn_like(want[1])
-    got_g = spectral.spectral_born_coef_backward(gcw, gc0, theta, none, w, code, R, [True, False, True])
-    with torch.enable_grad():
-        th, ww = theta.clone().requires_grad_(), w.clone().requires_grad_()
-        cw, c0 = spectral._born_coef_torch(th, none, ww, code, R)
-        ((cw * gcw).sum() + (c0 * gc0).sum()).backward()
-    torch.testing.assert_close(got_g[0], th.grad, rtol=0, atol=1e-10)
-    torch.testing.assert_close(got_g[2], ww.grad, rtol=0, atol=1e-10)
+    def basis(xv):  # [B, I] -> [2R, I, B]
+        u = torch.arccos(xv) if px else xv
+        ku = torch.arange(1, R + 1, dtype=F64)[:, None, None] * u.t()
+        return torch.cat([torch.cos(ku), torch.sin(ku)])
+
+    torch.testing.assert_close(spectral.spectral_basis(x, R, px), basis(x), rtol=0, atol=1e-12)
+    g = torch.randn(2 * R, I, B, generator=gen, dtype=F64)
+    xx = x.clone().requires_grad_()
+    (basis(xx) * g).sum().backward()
+    torch.testing.assert_close(spectral.spectral_basis_backward(g, x, R, px), xx.grad, rtol=0, atol=1e-9)
 
 
 def test_opcheck_custom_ops():
@@ -452,14 +451,14 @@ def test_opcheck_custom_ops():
     coef = torch.randn(O, I, 3, 2 * R + 1, generator=gen, dtype=F64) * 0.2
     w = torch.randn(O, I, generator=gen, dtype=F64, requires_grad=True)
     cases = [
-        (spectral.spectral_coef, (theta, theta.new_empty(0), ops.ANSATZ_CODES["pz"], R, 3, False)),
-        (spectral.spectral_coef, (theta_rpz, bias, ops.ANSATZ_CODES["rpz"], R, 1, False)),
+        (spectral.spectral_coef, (theta, theta.new_empty(0), common.ANSATZ_CODES["pz"], R, 3, False)),
+        (spectral.spectral_coef, (theta_rpz, bias, common.ANSATZ_CODES["rpz"], R, 1, False)),
         (spectral.spectral_coef, (theta.detach().float().requires_grad_(), theta.new_empty(0).float(),
-                                  ops.ANSATZ_CODES["pz"], R, 3, True)),
+                                  common.ANSATZ_CODES["pz"], R, 3, True)),
         (spectral.spectral_basis, (x, R, False)),
         (spectral.spectral_basis, ((0.9 * torch.rand(B, I, generator=gen, dtype=F64)).requires_grad_(), R, True)),
-        (spectral.spectral_born_coef, (theta, theta.new_empty(0), w, ops.ANSATZ_CODES["pz"], R)),
-        (spectral.spectral_born_coef, (theta_rpz, bias, w, ops.ANSATZ_CODES["rpz"], R)),
+        (spectral.spectral_born_coef, (theta, theta.new_empty(0), w, common.ANSATZ_CODES["pz"], R)),
+        (spectral.spectral_born_coef, (theta_rpz, bias, w, common.ANSATZ_CODES["rpz"], R)),
         (spectral.spectral_fused_layer, (x, coef.requires_grad_(), w, R, False)),
         (spectral.spectral_fused_layer, (x, coef[:, :, :1].detach().clone().requires_grad_(), w, R, False)),
     ]
