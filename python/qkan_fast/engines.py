@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from . import circuit, reference, spectral
+from . import circuit, higher_order, reference, spectral  # noqa: F401  (higher_order: autograd formulas of the backward ops)
 from .common import canonical_ansatz, check_engine, check_tensor, check_x
 
 

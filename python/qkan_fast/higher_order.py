@@ -1,0 +1,271 @@
+"""Higher-order derivatives: autograd formulas for the engines' backward ops.
+
+First derivatives run in the fused kernels (circuit.py, spectral.py), and nothing here touches
+that path. When the graph of a gradient is kept (`create_graph=True`: input derivatives inside a
+physics-informed loss, `gradgradcheck`, Hessian-vector products), autograd differentiates the
+backward ops themselves. Each backward op returns J^T g, the vector-Jacobian product of a
+function f; its derivative is taken here as the derivative of autograd's J^T g of a torch form of
+the same f, which is differentiable to any order and materialises (B, O, I) only in these passes:
+
+- where the spectral identity holds (encodings frozen at w = 1: docs/math.md), the spectral form.
+  Each edge is Z(u) = C0 + sum_k C_k cos(ku) + C_{R+k} sin(ku) of its data angle u, with the
+  coefficients C from the coefficient kernel, and phi = Z (Born) or
+  sqrt((1+Z)/2) - sqrt((1-Z)/2) (fast measure). Derivatives in x are then a few trigonometric
+  terms per edge, so u_xx and its parameter gradient cost little more than the layer itself;
+- the coefficient kernel's own backward, needed only for second derivatives in theta, is
+  differentiated through the coefficients of the circuit sampled at the 2R+1 angles
+  2 pi m / (2R+1) by the reference simulator and a DFT (an exact interpolation: Z is a
+  trigonometric polynomial of degree R);
+- elsewhere (trainable encodings, the circuit engine off the CPU) the circuit simulated in torch
+  ops (reference.postacts), the only exact form of those layers; correct, but slower.
+
+At a pole of the fast measure (|alpha| or |beta| = 0) its derivatives are unbounded; as in the
+kernels, a vanished amplitude contributes gradient 0 there.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from . import circuit, reference, spectral
+from .common import ANSATZE
+
+# --------------------------------------------------------------------------------------------
+# twice-differentiable torch forms of the functions the backward ops differentiate
+
+
+def _angle(x: Tensor, px: bool) -> Tensor:
+    return torch.arccos(x) if px else x
+
+
+def _born_of_coefficients(coef_z: Tensor, u: Tensor, reps: int) -> Tensor:
+    """Z [B, O, I] from coef_z [O, I, 2R+1] (rows 1, cos ku, sin ku) and angles u [B, I]."""
+    k = torch.arange(1, reps + 1, dtype=u.dtype, device=u.device)
+    ku = u[..., None] * k  # [B, I, R]
+    return (coef_z[..., 0] + torch.einsum("bik,oik->boi", torch.cos(ku), coef_z[..., 1:reps + 1])
+            + torch.einsum("bik,oik->boi", torch.sin(ku), coef_z[..., reps + 1:]))
+
+
+def _measure(z: Tensor, fast: bool) -> Tensor:
+    """phi from the Born value: z itself, or |alpha| - |beta| = sqrt((1+z)/2) - sqrt((1-z)/2) with the
+    kernels' rules (z clamped to [-1, 1] straight-through, a vanished amplitude gives gradient 0)."""
+    if not fast:
+        return z
+    zc = z + (z.clamp(-1, 1) - z).detach()
+    floor = 1e-30 if z.dtype == torch.float32 else 1e-300
+    return torch.sqrt((0.5 + 0.5 * zc).clamp_min(floor)) - torch.sqrt((0.5 - 0.5 * zc).clamp_min(floor))
+
+
+def _sample_angles(reps: int, dtype: torch.dtype, device) -> Tensor:
+    m = 2 * reps + 1
+    return torch.arange(m, dtype=dtype, device=device) * (2 * math.pi / m)
+
+
+def _dft(reps: int, dtype: torch.dtype, device) -> Tensor:
+    """D [2R+1, 2R+1]: coefficients (rows 1, cos ku, sin ku) from samples at _sample_angles."""
+    m = 2 * reps + 1
+    u = _sample_angles(reps, torch.float64, "cpu")
+    k = torch.arange(1, reps + 1, dtype=torch.float64)[:, None]
+    d = torch.cat([torch.full((1, m), 1.0 / m, dtype=torch.float64), (2.0 / m) * torch.cos(k * u),
+                   (2.0 / m) * torch.sin(k * u)])
+    return d.to(dtype=dtype, device=device)
+
+
+def sampled_coefficients(theta: Tensor, pre_b: Tensor, ansatz_code: int, reps: int, nq: int) -> Tensor:
+    """The coefficient kernel's output [O, I, nq, 2R+1] in torch ops, differentiable to any order:
+    the circuit (reference simulator) at the 2R+1 sample angles, then a DFT. Same arguments as
+    spectral.spectral_coef (px arrives in its mix form)."""
+    name = ANSATZE[ansatz_code]
+    u = _sample_angles(reps, theta.dtype, theta.device)[:, None].expand(-1, theta.shape[1])
+    enc = name == "rpz"
+    alpha, beta = reference.amplitudes(u, theta, torch.ones_like(pre_b) if enc else None, pre_b if enc else None,
+                                       ansatz=name, reps=reps, preact_trainable=False)  # [2R+1, O, I]
+    comps = [alpha.abs() ** 2 - beta.abs() ** 2]
+    if nq == 3:
+        ab = 2 * alpha.conj() * beta
+        comps += [ab.real, ab.imag]
+    samples = torch.stack(comps, dim=-1).to(theta.dtype)  # [2R+1, O, I, nq]
+    return torch.einsum("km,moiq->oiqk", _dft(reps, theta.dtype, theta.device), samples)
+
+
+def _spectral_form_applies(x: Tensor, ansatz: str, encode: bool, pre_w: Tensor, need_pre_w: bool) -> bool:
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return False  # the coefficient kernel runs on the CPU
+    if ansatz == "rpz":  # e = w*x + b: one angle per edge only where w = 1 and w is not differentiated
+        return not need_pre_w and bool((pre_w == 1).all())
+    return not encode
+
+
+def edge_values(x: Tensor, theta: Tensor, pre_w: Tensor, pre_b: Tensor, *, ansatz: str, reps: int, fast: bool,
+                encode: bool, need_pre_w: bool) -> Tensor:
+    """phi [B, O, I] of per-edge parameters as a torch expression differentiable to any order."""
+    if _spectral_form_applies(x, ansatz, encode, pre_w, need_pre_w):
+        coef = spectral.coefficients(theta, pre_b, ansatz=ansatz, reps=reps, in_dim=x.shape[1], dtype=x.dtype)
+        return _measure(_born_of_coefficients(coef, _angle(x, ansatz == "px"), reps), fast)
+    return reference.postacts(x, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, fast_measure=fast,
+                              preact_trainable=encode and ansatz != "rpz")
+
+
+# --------------------------------------------------------------------------------------------
+# the derivative of a vector-Jacobian product
+
+
+def _derivative_of_vjp(f: Callable[..., Sequence[Tensor]], primals: Sequence[Optional[Tensor]],
+                       cotangents: Sequence[Tensor], bars: Sequence[Optional[Tensor]]) -> list:
+    """A backward op computes v_j = sum_out d f_out / d primal_j ^T cotangent_out. Given the
+    cotangents `bars` of its outputs v_j, return the gradients of S = sum_j <bars_j, v_j> with
+    respect to (*cotangents, *primals) (None where there is none), by autograd of f's torch form
+    with the graph kept, so that these are differentiable again when the caller keeps its graph."""
+    create = torch.is_grad_enabled()
+    with torch.enable_grad():
+        def local(t):
+            # a tensor of the caller's graph enters through an identity node: its derivatives below
+            # stay differentiable in the caller's graph, and the gradients stop there (the caller's
+            # autograd accounts for the paths through its history; following them here would count
+            # them twice); a tensor without a graph gets a local leaf
+            if t is None:
+                return None
+            return t.view_as(t) if t.requires_grad else t.detach().requires_grad_()
+
+        ps, cs = [local(p) for p in primals], [local(c) for c in cotangents]
+        live = [p for p in ps if p is not None]
+        outs = f(*ps)
+        firsts = iter(torch.autograd.grad(outs, live, cs, create_graph=True, allow_unused=True))
+        firsts = [next(firsts) if p is not None else None for p in ps]
+        terms = [(b * v).sum() for b, v in zip(bars, firsts) if b is not None and v is not None and b.numel()]
+        if not terms:
+            return [None] * (len(cs) + len(ps))
+        wrt = [t for t in (*cs, *ps) if t is not None]
+        grads = iter(torch.autograd.grad(sum(terms), wrt, create_graph=create, allow_unused=True))
+        return [next(grads) if t is not None else None for t in (*cs, *ps)]
+
+
+def _bar(t: Optional[Tensor]) -> Optional[Tensor]:
+    return None if t is None or t.numel() == 0 else t  # an output not asked for is an empty tensor
+
+
+# --------------------------------------------------------------------------------------------
+# circuit engine: circuit_backward(grad, x, theta, pre_w, pre_b, weight, ...) -> (gx, gtheta, gw, gb, gweight)
+
+
+def _circuit_backward_setup(ctx, inputs, output):
+    grad, x, theta, pre_w, pre_b, weight, ansatz, reps, fast, encode, needs = inputs
+    ctx.save_for_backward(grad, x, theta, pre_w, pre_b, weight)
+    ctx.config = (ANSATZE[ansatz], reps, fast, encode, tuple(bool(n) for n in needs))
+
+
+def _circuit_backward_backward(ctx, *bars):
+    grad, x, theta, pre_w, pre_b, weight = ctx.saved_tensors
+    ansatz, reps, fast, encode, needs = ctx.config
+    kw = dict(ansatz=ansatz, reps=reps, fast=fast, encode=encode, need_pre_w=needs[2])
+
+    def f(x, theta, pre_w, pre_b, weight):
+        phi = edge_values(x, theta, pre_w, pre_b, **kw)
+        return (phi if weight is None else torch.einsum("boi,oi->bo", phi, weight),)
+
+    # without encodings the circuit reads neither pre_w nor pre_b: no derivative to give them
+    primals = [x, theta, pre_w if encode else None, pre_b if encode else None, weight]
+    g_grad, *g = _derivative_of_vjp(f, primals, [grad], [_bar(b) for b in bars])
+    return (g_grad, *g, None, None, None, None, None)
+
+
+circuit.circuit_backward.register_autograd(_circuit_backward_backward, setup_context=_circuit_backward_setup)
+
+
+# --------------------------------------------------------------------------------------------
+# spectral engine
+
+
+def _fused_backward_setup(ctx, inputs, output):
+    grad_y, x, coef, weight, reps, px, needs = inputs
+    ctx.save_for_backward(grad_y, x, coef, weight)
+    ctx.config = (reps, px)
+
+
+def _fused_backward_backward(ctx, *bars):
+    grad_y, x, coef, weight = ctx.saved_tensors
+    reps, px = ctx.config
+    fast = coef.shape[2] == 3  # nq = 3: the fast measure (Z, X, Y); nq = 1: Born (Z)
+
+    def f(x, coef, weight):
+        z = _born_of_coefficients(coef[:, :, 0], _angle(x, px), reps)
+        return (torch.einsum("boi,oi->bo", _measure(z, fast), weight),)
+
+    grads = _derivative_of_vjp(f, [x, coef, weight], [grad_y], [_bar(b) for b in bars])
+    return (*grads, None, None, None)
+
+
+spectral.spectral_fused_backward.register_autograd(_fused_backward_backward, setup_context=_fused_backward_setup)
+
+
+def _basis_torch(x: Tensor, reps: int, px: bool) -> Tensor:
+    k = torch.arange(1, reps + 1, dtype=x.dtype, device=x.device)[:, None, None]
+    ku = k * _angle(x, px).t()  # [R, I, B]
+    return torch.cat([torch.cos(ku), torch.sin(ku)])
+
+
+def _basis_backward_setup(ctx, inputs, output):
+    grad, x, reps, px = inputs
+    ctx.save_for_backward(grad, x)
+    ctx.config = (reps, px)
+
+
+def _basis_backward_backward(ctx, bar):
+    grad, x = ctx.saved_tensors
+    reps, px = ctx.config
+    g_grad, g_x = _derivative_of_vjp(lambda x: (_basis_torch(x, reps, px),), [x], [grad], [_bar(bar)])
+    return g_grad, g_x, None, None
+
+
+spectral.spectral_basis_backward.register_autograd(_basis_backward_backward, setup_context=_basis_backward_setup)
+
+
+def _coef_backward_setup(ctx, inputs, output):
+    grad, theta, pre_b, ansatz, reps, nq, need_b = inputs
+    ctx.save_for_backward(grad, theta, pre_b)
+    ctx.config = (ansatz, reps, nq)
+
+
+def _coef_backward_backward(ctx, bar_theta, bar_b):
+    grad, theta, pre_b = ctx.saved_tensors
+    ansatz, reps, nq = ctx.config
+    has_b = pre_b.numel() > 0
+
+    def f(theta, pre_b):
+        return (sampled_coefficients(theta, pre_b if has_b else theta.new_empty(0), ansatz, reps, nq),)
+
+    g_grad, g_theta, g_b = _derivative_of_vjp(f, [theta, pre_b if has_b else None], [grad],
+                                              [_bar(bar_theta), _bar(bar_b)])
+    return g_grad, g_theta, g_b, None, None, None, None
+
+
+spectral.spectral_coef_backward.register_autograd(_coef_backward_backward, setup_context=_coef_backward_setup)
+
+
+def _born_coef_backward_setup(ctx, inputs, output):
+    grad_cw, grad_c0, theta, pre_b, weight, ansatz, reps, needs = inputs
+    ctx.save_for_backward(grad_cw, grad_c0, theta, pre_b, weight)
+    ctx.config = (ansatz, reps)
+
+
+def _born_coef_backward_backward(ctx, bar_theta, bar_b, bar_w):
+    grad_cw, grad_c0, theta, pre_b, weight = ctx.saved_tensors
+    ansatz, reps = ctx.config
+    has_b = pre_b.numel() > 0
+
+    def f(theta, pre_b, weight):
+        c = sampled_coefficients(theta, pre_b if has_b else theta.new_empty(0), ansatz, reps, 1)[:, :, 0]
+        c = c * weight[..., None]  # [O, I, 2R+1]
+        return c[..., 1:].permute(2, 1, 0), c[..., 0].sum(dim=1)  # cw [2R, I, O], c0 [O]
+
+    grads = _derivative_of_vjp(f, [theta, pre_b if has_b else None, weight], [grad_cw, grad_c0],
+                               [_bar(bar_theta), _bar(bar_b), _bar(bar_w)])
+    return (*grads, None, None, None)
+
+
+spectral.spectral_born_coef_backward.register_autograd(_born_coef_backward_backward,
+                                                        setup_context=_born_coef_backward_setup)
