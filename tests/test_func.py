@@ -93,12 +93,12 @@ def test_layer_grad_jacrev_in_parameters(ansatz, fast, pt):
     g_ours, g_ref = grad(loss(ours))(p_ours), grad(loss(ref))(p_ref)
     assert set(g_ours) == set(g_ref)
     for name in g_ref:
-        torch.testing.assert_close(g_ours[name], g_ref[name], **TOL, msg=name)
+        torch.testing.assert_close(g_ours[name], g_ref[name], **TOL, msg=lambda m, name=name: f"{name}: {m}")
     assert g_ours["theta"].abs().sum() > 0
     j_ours = jacrev(lambda p: functional_call(ours, p, (x,)))(p_ours)
     j_ref = jacrev(lambda p: functional_call(ref, p, (x,)))(p_ref)
     for name in j_ref:
-        torch.testing.assert_close(j_ours[name], j_ref[name], **TOL, msg=name)
+        torch.testing.assert_close(j_ours[name], j_ref[name], **TOL, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_per_sample_parameter_gradients_and_ensembles():
@@ -112,7 +112,7 @@ def test_per_sample_parameter_gradients_and_ensembles():
     g_ours, g_ref = per_sample(ours, p_ours), per_sample(ref, p_ref)
     for name in g_ref:
         assert g_ours[name].shape == (6, *p_ref[name].shape)
-        torch.testing.assert_close(g_ours[name], g_ref[name], **TOL, msg=name)
+        torch.testing.assert_close(g_ours[name], g_ref[name], **TOL, msg=lambda m, name=name: f"{name}: {m}")
     # the per-sample gradients sum to the batch gradient
     batch = grad(lambda p: functional_call(ours, p, (x,)).sum())(p_ours)
     torch.testing.assert_close(g_ours["theta"].sum(0), batch["theta"], **TOL)
@@ -164,7 +164,7 @@ def test_qkan_network():
     g_ours = grad(lambda p: functional_call(ours, p, (x,)).square().sum())(p_ours)
     g_ref = grad(lambda p: functional_call(ref, p, (x,)).square().sum())(p_ref)
     for name in g_ref:
-        torch.testing.assert_close(g_ours[name], g_ref[name], **TOL, msg=name)
+        torch.testing.assert_close(g_ours[name], g_ref[name], **TOL, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_qkan_model_on_our_solver():
@@ -188,7 +188,7 @@ def test_qkan_model_on_our_solver():
     g_ours = grad(lambda p: functional_call(ours, p, (x,)).sum())(p_ours)
     g_ref = grad(lambda p: functional_call(ref, p, (x,)).sum())(p_ref)
     for name in g_ref:
-        torch.testing.assert_close(g_ours[name], g_ref[name], **TOL, msg=name)
+        torch.testing.assert_close(g_ours[name], g_ref[name], **TOL, msg=lambda m, name=name: f"{name}: {m}")
 
 
 @pytest.mark.parametrize("engine", ["circuit", "spectral"])
