@@ -209,3 +209,20 @@ def test_forward_mode_and_second_order_raise_clear_errors(engine):
     xx = x.clone().requires_grad_(True)
     ours(xx).sum().backward()
     torch.testing.assert_close(xx.grad, grad(f)(x), **TOL)
+
+
+def test_px_domain_is_checked_under_vmap():
+    # the check reads values, which vmap cannot: the ops' vmap rules run it per vmapped index
+    ours, _ = _twins(_layer_maker("px", True, True), seed=17)
+    x = _x(4, 3, seed=18)
+    assert x.abs().max() > 0.6
+    torch.testing.assert_close(vmap(ours)(torch.stack([x, 0.5 * x])), torch.stack([ours(x), ours(0.5 * x)]), **TOL)
+    with pytest.raises(ValueError, match="'px' needs encoded inputs"):
+        vmap(ours)(torch.stack([x, 3 * x]))  # the second index leaves [-1, 1]
+    with pytest.raises(ValueError, match="'px' needs encoded inputs"):
+        vmap(grad(lambda r: ours(r[None]).sum()))(3 * x)
+    # vmapped encodings: an ensemble over preacts_weight, one set of which leaves the domain
+    params = _params(ours)
+    weights = torch.stack([params["preacts_weight"], 3 * params["preacts_weight"]])
+    with pytest.raises(ValueError, match="'px' needs encoded inputs"):
+        vmap(lambda w: functional_call(ours, {**params, "preacts_weight": w}, (x,)))(weights)

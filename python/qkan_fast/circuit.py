@@ -255,10 +255,19 @@ def _checks(x, theta, pre_w, pre_b, *, ansatz, reps, encode, out_elems_per_sampl
         _check_px_where_readable(x, pre_w, pre_b, encode)
 
 
+def _check_px_per_index(info, x_dim, w_dim, b_dim, x, pre_w, pre_b, encode) -> None:
+    """The px value check for each vmapped index (its x with its encodings)."""
+    if x.numel() == 0:
+        return
+    for k in range(info.batch_size):
+        pick = [t.select(d, k) if d is not None else t for t, d in ((x, x_dim), (pre_w, w_dim), (pre_b, b_dim))]
+        _check_px_where_readable(*pick, encode)
+
+
 @circuit_layer.register_vmap
 def _layer_vmap(info, in_dims, x, theta, pre_w, pre_b, weight, ansatz, reps, fast_measure, encode):
-    if ansatz == _PX and x.numel():
-        _check_px_where_readable(x, pre_w, pre_b, encode)
+    if ansatz == _PX:
+        _check_px_per_index(info, in_dims[0], in_dims[2], in_dims[3], x, pre_w, pre_b, encode)
     if any(d is not None for d in in_dims[1:5]) or info.batch_size == 0:
         return _vmap_per_index(circuit_layer, info, in_dims,
                                (x, theta, pre_w, pre_b, weight, ansatz, reps, fast_measure, encode))
@@ -270,8 +279,8 @@ def _layer_vmap(info, in_dims, x, theta, pre_w, pre_b, weight, ansatz, reps, fas
 
 @circuit_postacts.register_vmap
 def _postacts_vmap(info, in_dims, x, theta, pre_w, pre_b, ansatz, reps, fast_measure, encode):
-    if ansatz == _PX and x.numel():
-        _check_px_where_readable(x, pre_w, pre_b, encode)
+    if ansatz == _PX:
+        _check_px_per_index(info, in_dims[0], in_dims[2], in_dims[3], x, pre_w, pre_b, encode)
     if any(d is not None for d in in_dims[1:4]) or info.batch_size == 0:
         return _vmap_per_index(circuit_postacts, info, in_dims,
                                (x, theta, pre_w, pre_b, ansatz, reps, fast_measure, encode))
