@@ -238,3 +238,21 @@ def test_custom_ansatz_on_our_solver_falls_back_to_exact_with_one_warning(monkey
     # our own modules have no such ansatz: conversion says why
     with pytest.raises(NotImplementedError, match="callable"):
         from_qkan(theirs)
+
+
+def _callable_solver(x, theta, preacts_weight, preacts_bias, reps, **kwargs):
+    """A user's callable solver (qkan calls it directly): here qkan's exact solver itself."""
+    from qkan.solver.exact import torch_exact_solver
+
+    return torch_exact_solver(x, theta, preacts_weight, preacts_bias, reps, dtype=C128, **kwargs)
+
+
+def test_callable_solver_models_convert_in_the_usual_layout():
+    theirs = qkan.QKANLayer(3, 2, reps=2, solver=_callable_solver, theta_size=[2, 3, 3, 2], p_dtype=F64,
+                            c_dtype=C128)
+    theirs.load_state_dict(_random_state(theirs, seed=9))
+    ours = from_qkan(theirs)
+    _assert_same_run(ours, theirs, _x(5, 3, seed=10))
+    odd = qkan.QKANLayer(3, 2, reps=2, solver=_callable_solver, theta_size=[4, 3], p_dtype=F64)
+    with pytest.raises(NotImplementedError, match="theta_size"):
+        from_qkan(odd)

@@ -268,7 +268,7 @@ def _check_px_per_index(info, x_dim, w_dim, b_dim, x, pre_w, pre_b, encode) -> N
 def _layer_vmap(info, in_dims, x, theta, pre_w, pre_b, weight, ansatz, reps, fast_measure, encode):
     if ansatz == _PX:
         _check_px_per_index(info, in_dims[0], in_dims[2], in_dims[3], x, pre_w, pre_b, encode)
-    if any(d is not None for d in in_dims[1:5]) or info.batch_size == 0:
+    if any(d is not None for d in in_dims[1:5]):
         return _vmap_per_index(circuit_layer, info, in_dims,
                                (x, theta, pre_w, pre_b, weight, ansatz, reps, fast_measure, encode))
     n = info.batch_size
@@ -281,7 +281,7 @@ def _layer_vmap(info, in_dims, x, theta, pre_w, pre_b, weight, ansatz, reps, fas
 def _postacts_vmap(info, in_dims, x, theta, pre_w, pre_b, ansatz, reps, fast_measure, encode):
     if ansatz == _PX:
         _check_px_per_index(info, in_dims[0], in_dims[2], in_dims[3], x, pre_w, pre_b, encode)
-    if any(d is not None for d in in_dims[1:4]) or info.batch_size == 0:
+    if any(d is not None for d in in_dims[1:4]):
         return _vmap_per_index(circuit_postacts, info, in_dims,
                                (x, theta, pre_w, pre_b, ansatz, reps, fast_measure, encode))
     n = info.batch_size
@@ -296,7 +296,7 @@ def _backward_vmap(info, in_dims, grad, x, theta, pre_w, pre_b, weight, ansatz, 
     params_vmapped = any(d is not None for d in in_dims[2:6])
     # grad_x of sample b reads only grad[b] and x[b]: foldable; parameter gradients sum over the
     # batch, so they would mix the vmapped indices: those run per index
-    if params_vmapped or any(needs[1:]) or info.batch_size == 0:
+    if params_vmapped or any(needs[1:]):
         return _vmap_per_index(circuit_backward, info, in_dims, args)
     n = info.batch_size
     batch = (grad.movedim(in_dims[0], 0).shape[1] if in_dims[0] is not None else grad.shape[0])

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import engines
-from ..common import canonical_ansatz, check_engine, expand_group
+from ..common import canonical_ansatz, check_engine, expand_group, theta_shape
 from ..modules import QKAN, QKANLayer
 
 __all__ = ["SOLVER_NAME", "register", "solve", "from_qkan", "to_qkan", "QKANFastSolver", "QKANMap"]
@@ -388,13 +388,16 @@ def _layer_from_qkan(layer, engine: str):
     if callable(layer.ansatz):
         raise NotImplementedError("a qkan layer with a custom (callable) ansatz cannot be converted (qkan_fast has "
                                   "no such ansatz); a qkan model on the qkan_fast solver runs it with qkan's exact solver")
-    if getattr(layer, "_theta_collapsible", True) is False:
-        raise NotImplementedError(f"a qkan layer with a custom theta_size {tuple(layer.theta.shape)} (set for a callable "
-                                  "solver) has no qkan_fast layout to convert to")
+    ansatz = canonical_ansatz(layer.ansatz)
+    natural = (*tuple(layer.group), *theta_shape(ansatz, 1, 1, layer.reps)[2:])
+    if getattr(layer, "_theta_collapsible", True) is False and tuple(layer.theta.shape) != natural:
+        # a callable solver makes qkan take theta_size literally: convertible only in the usual layout
+        raise NotImplementedError(f"a qkan layer with a custom theta_size {tuple(layer.theta.shape)} (set for a "
+                                  f"callable solver) has no qkan_fast layout; expected {natural}")
     ref = layer.theta
     ours = QKANLayer(
         layer.in_dim, layer.out_dim, reps=layer.reps, group=_group_from_qkan(layer),
-        ansatz=canonical_ansatz(layer.ansatz), fast_measure=layer.fast_measure,
+        ansatz=ansatz, fast_measure=layer.fast_measure,
         preact_trainable=layer.preact_trainable, postact_weight_trainable=layer.postact_weight_trainable,
         postact_bias_trainable=layer.postact_bias_trainable, ba_trainable=layer.ba_trainable,
         base_activation=_activation_from_qkan(layer.base_activation), is_batchnorm=layer.is_batchnorm,
