@@ -55,7 +55,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from . import _C
+from . import _C, circuit
 from .common import ANSATZ_CODES, canonical_ansatz, check_circuit_inputs, expand_group
 
 _DTYPE_CODES = {torch.float32: 0, torch.float64: 1}
@@ -531,6 +531,11 @@ def layer(
         raise ValueError(f"engine='spectral' does not apply to this layer: {reason}")
     if born_path is not None and born_path not in ("gemm", "fused"):
         raise ValueError(f"born_path must be 'gemm', 'fused' or None, got {born_path!r}")
+    if circuit._functorch_active():
+        # torch.func transforms (vmap, grad, jacrev): the spectral ops have no rules for them; the
+        # circuit engine computes the same function and has (circuit.py, torch.func section)
+        return circuit.layer(x, theta, preacts_weight, preacts_bias, weight, ansatz=ansatz, reps=reps,
+                             fast_measure=fast_measure, preact_trainable=preact_trainable)
     in_dim = x.shape[1]
     out_dim = weight.shape[0]
     # the circuit engine's checks (shapes, dtypes, devices, sizes, px domain) on the per-edge view

@@ -13,12 +13,18 @@ The solver computes every edge's DARUAN value, the (batch, out_dim, in_dim) tens
 expect, with `qkan_fast.daruan_postacts` (fused kernels, autograd-aware). It honours qkan's
 keywords `ansatz` (names and aliases), `fast_measure`, `preacts_trainable`, `out_dim`, shared
 parameter groups (theta (g, Rt, P): edge (o, i) uses set i % g, as qkan's exact solver tiles them)
+and qkan's group=(1, n) layout (theta (1, n, Rt, P): edge (o, i) uses set i % n, the same tiling),
 and `dtype` (qkan's complex compute dtype: we compute in float64 when x, theta or `dtype` is
 double precision, else float32, and return the real dtype qkan's exact solver returns: float32
 for complex64, float64 for complex128, x's dtype for anything else). Differences from "exact":
-custom (callable) ansaetze are not supported, and `px` inputs outside [-1, 1] raise a ValueError
-(exact returns NaN). `checkpoint_reps` is accepted and has no effect: the kernels never store
-per-repetition states.
+a custom (callable) ansatz runs qkan's own exact solver (a warning, once per process, says so),
+and `px` inputs outside [-1, 1] raise a ValueError (exact returns NaN). `checkpoint_reps` is
+accepted and has no effect: the kernels never store per-repetition states.
+
+Conversion covers qkan's `is_map=True` models (a QKAN followed by the map head Linear, SiLU,
+Linear: `from_qkan` returns a `QKANMap`) and group=(1, n) layers (they become group=n, the same
+function; `to_qkan` writes them back as qkan's group=n, whose flat (n, ...) parameters qkan loads
+from either layout).
 
 Importing this module does not import `qkan`; `register`, `from_qkan` and `to_qkan` do.
 """
@@ -26,15 +32,17 @@ Importing this module does not import `qkan`; `register`, `from_qkan` and `to_qk
 from __future__ import annotations
 
 import copy
-from typing import Optional
+import warnings
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .. import engines
-from ..common import canonical_ansatz, check_engine, expand_group
+from ..common import canonical_ansatz, check_engine, expand_group, theta_shape
+from ..modules import QKAN, QKANLayer
 
-__all__ = ["SOLVER_NAME", "register", "solve", "from_qkan", "to_qkan", "QKANFastSolver"]
+__all__ = ["SOLVER_NAME", "register", "solve", "from_qkan", "to_qkan", "QKANFastSolver", "QKANMap"]
 
 SOLVER_NAME = "qkan_fast"
 
@@ -69,6 +77,8 @@ def _per_edge(t: Tensor, in_dim: int, per_edge_rank: int, name: str) -> Tensor:
     """(O', I, ...) per edge passes through; qkan's grouped (g, ...) becomes (1, I, ...) with edge
     (., i) reading set i % g (the tiling of qkan's exact solver)."""
     if t.dim() == per_edge_rank:
+        if t.shape[1] != in_dim and t.shape[0] == 1:
+            return expand_group(t[0], in_dim, per_edge_rank)  # qkan's group=(1, n): set i % n, as exact tiles it
         if t.shape[1] != in_dim:
             raise ValueError(
                 f"{name} of shape {tuple(t.shape)} does not match in_dim={in_dim}; qkan_fast takes "
@@ -131,6 +141,25 @@ def solve(
     return phi.to(result)
 
 
+_FALLBACK_WARNED = False  # the custom-ansatz warning is issued once per process
+
+
+def _qkan_exact(x, theta, preacts_weight, preacts_bias, reps, **kwargs):
+    """qkan's own exact solver, for what our kernels do not compute (a custom callable ansatz)."""
+    global _FALLBACK_WARNED
+    if not _FALLBACK_WARNED:
+        _FALLBACK_WARNED = True
+        warnings.warn(
+            "the qkan_fast solver got a custom (callable) ansatz, which its kernels do not run: using qkan's "
+            "own 'exact' solver for such layers (this warning is shown once)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    from qkan.solver.exact import torch_exact_solver
+
+    return torch_exact_solver(x, theta, preacts_weight, preacts_bias, reps, **kwargs)
+
+
 _SOLVER_CLASS = None
 
 
@@ -150,6 +179,8 @@ def _solver_class():
                 self.name = name
 
             def __call__(self, x, theta, preacts_weight, preacts_bias, reps, **kwargs):
+                if callable(kwargs.get("ansatz")):
+                    return _qkan_exact(x, theta, preacts_weight, preacts_bias, reps, **kwargs)
                 return solve(x, theta, preacts_weight, preacts_bias, reps, engine=self.engine, **kwargs)
 
             def __repr__(self) -> str:
@@ -255,7 +286,13 @@ def _group_from_qkan(layer) -> int:
         return -1
     if len(group) == 1:
         return int(group[0])
-    raise NotImplementedError(f"qkan group layout {group} has no qkan_fast equivalent (use -1 or an int)")
+    if len(group) == 2 and group[0] == 1:
+        # (1, n): sets shared over the outputs, edge (o, i) on set i % n (exact's tiling) = our group n
+        return int(group[1])
+    # exact's tiling gives other two-entry layouts no consistent meaning (it repeats the first axis
+    # out_dim times), so they are refused
+    raise NotImplementedError(f"qkan group layout {group} has no qkan_fast equivalent: qkan_fast takes "
+                              f"({layer.out_dim}, {layer.in_dim}) (per edge), (1, n) or (n,)")
 
 
 def _copy_state(dst: nn.Module, src: nn.Module) -> None:
@@ -274,15 +311,93 @@ def _copy_state(dst: nn.Module, src: nn.Module) -> None:
     dst.load_state_dict(state)
 
 
-def _layer_from_qkan(layer, engine: str):
-    from ..modules import QKANLayer
+class QKANMap(QKAN):
+    """``qkan.QKAN(is_map=True)`` on qkan_fast: QKAN layers ``width[0] -> ... -> width[-2]``, then
+    qkan's map head ``Linear(width[-2], hidden)``, ``SiLU``, ``Linear(hidden, width[-1])``.
 
+    The head sits in ``layers`` after the QKAN layers, as in qkan, so state dicts load both ways;
+    ``norm_out`` normalises the head's output. ``from_qkan`` returns this class for an ``is_map``
+    model and ``to_qkan`` converts it back.
+
+    Args:
+        width (Sequence[int]): ``[n0, ..., n_{L-1}, n_out]``, at least three positive ints (the
+            last is the head's output).
+        hidden (int): the head's hidden width (qkan's ``hidden``; 0 is allowed, as in qkan: the
+            output is then the last Linear's bias).
+        **kwargs: as :class:`qkan_fast.QKAN` (for the QKAN layers). The head's initial values
+            come from torch's global RNG, as ``nn.Linear``'s do.
+
+    Example:
+        >>> model = QKANMap([2, 4, 3], hidden=8, seed=0)
+        >>> model(torch.rand(5, 2)).shape
+        torch.Size([5, 3])
+    """
+
+    def __init__(self, width: Sequence[int], hidden: int, **kwargs):
+        width = list(width)
+        if len(width) < 3:
+            raise ValueError(f"QKANMap needs width [n0, ..., n_{{L-1}}, n_out] with at least three entries, got {width}")
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 0:
+            raise ValueError(f"hidden must be a non-negative int, got {hidden!r}")
+        super().__init__(width[:-1], **kwargs)
+        ref = self.layers[0].theta
+        factory = {"device": ref.device, "dtype": ref.dtype}
+        self.layers.extend([nn.Linear(width[-2], hidden, **factory), nn.SiLU(),
+                            nn.Linear(hidden, width[-1], **factory)])
+        self.width = width
+        self.hidden = hidden
+        self.is_map = True
+
+    def qkan_layers(self) -> list:
+        """The QKAN layers (without the map head)."""
+        return [layer for layer in self.layers if isinstance(layer, QKANLayer)]
+
+    @property
+    def engine(self) -> str:
+        return self.qkan_layers()[0].engine
+
+    @engine.setter
+    def engine(self, value: str) -> None:
+        check_engine(value)
+        for layer in self.qkan_layers():
+            layer.engine = value
+
+    @torch.no_grad()
+    def refine(self, new_reps: int) -> "QKANMap":
+        """A copy with ``new_reps`` repetitions in every QKAN layer (see ``QKANLayer.refine``); the
+        head is copied."""
+        new = copy.deepcopy(self)
+        for k, layer in enumerate(self.layers):
+            if isinstance(layer, QKANLayer):
+                new.layers[k] = layer.refine(new_reps)
+        new.reps = new_reps
+        return new
+
+    @torch.no_grad()
+    def prune_edges(self, threshold: float, x: Tensor) -> int:
+        """Prune the QKAN layers' edges as ``QKAN.prune_edges`` does; the head is left as it is."""
+        pruned = 0
+        h = x.reshape(-1, x.shape[-1])
+        for layer in self.qkan_layers():
+            pruned += layer.prune_edges(threshold, h)
+            h = layer(h)
+        return pruned
+
+
+def _layer_from_qkan(layer, engine: str):
     if callable(layer.ansatz):
-        raise NotImplementedError("a qkan layer with a custom (callable) ansatz cannot be converted")
+        raise NotImplementedError("a qkan layer with a custom (callable) ansatz cannot be converted (qkan_fast has "
+                                  "no such ansatz); a qkan model on the qkan_fast solver runs it with qkan's exact solver")
+    ansatz = canonical_ansatz(layer.ansatz)
+    natural = (*tuple(layer.group), *theta_shape(ansatz, 1, 1, layer.reps)[2:])
+    if getattr(layer, "_theta_collapsible", True) is False and tuple(layer.theta.shape) != natural:
+        # a callable solver makes qkan take theta_size literally: convertible only in the usual layout
+        raise NotImplementedError(f"a qkan layer with a custom theta_size {tuple(layer.theta.shape)} (set for a "
+                                  f"callable solver) has no qkan_fast layout; expected {natural}")
     ref = layer.theta
     ours = QKANLayer(
         layer.in_dim, layer.out_dim, reps=layer.reps, group=_group_from_qkan(layer),
-        ansatz=canonical_ansatz(layer.ansatz), fast_measure=layer.fast_measure,
+        ansatz=ansatz, fast_measure=layer.fast_measure,
         preact_trainable=layer.preact_trainable, postact_weight_trainable=layer.postact_weight_trainable,
         postact_bias_trainable=layer.postact_bias_trainable, ba_trainable=layer.ba_trainable,
         base_activation=_activation_from_qkan(layer.base_activation), is_batchnorm=layer.is_batchnorm,
@@ -327,13 +442,14 @@ def from_qkan(model, engine: str = "auto"):
 
     Returns:
         QKANLayer | QKAN: a :class:`qkan_fast.QKANLayer` for a layer, a :class:`qkan_fast.QKAN`
-        for a network.
+        for a network, a :class:`QKANMap` (a ``qkan_fast.QKAN`` subclass) for ``is_map=True``.
 
     Raises:
         ImportError: ``qkan`` is not installed.
         TypeError: ``model`` is neither a ``qkan.QKANLayer`` nor a ``qkan.QKAN``.
-        NotImplementedError: a custom (callable) ansatz, ``qkan.QKAN(is_map=True)``, pruned
-            inputs (``input_id``), or a ``group`` layout with no qkan_fast equivalent.
+        NotImplementedError: a custom (callable) ansatz (a qkan model on the ``qkan_fast``
+            solver runs it with qkan's exact solver instead), a custom ``theta_size``, pruned
+            inputs (``input_id``), or a ``group`` layout other than per edge, ``(1, n)`` or ``n``.
 
     Example:
         >>> import qkan  # doctest: +SKIP
@@ -344,20 +460,23 @@ def from_qkan(model, engine: str = "auto"):
         True
     """
     qkan = _import_qkan()
-    from ..modules import QKAN
 
     if isinstance(model, qkan.QKANLayer):
         return _layer_from_qkan(model, engine)
     if isinstance(model, qkan.QKAN):
-        if getattr(model, "is_map", False):
-            raise NotImplementedError("qkan.QKAN(is_map=True) ends in Linear layers that qkan_fast.QKAN lacks")
         if getattr(model, "input_id", None) is not None:
             raise NotImplementedError("qkan.QKAN with pruned inputs (input_id) cannot be converted")
-        layers = [_layer_from_qkan(layer, engine) for layer in model.layers]
-        width = [layers[0].in_dim] + [layer.out_dim for layer in layers]
-        ref = layers[0].theta
-        ours = QKAN(width, reps=layers[0].reps, norm_out=model.norm_out, engine=engine, device=ref.device,
-                    dtype=ref.dtype)
+        # qkan's map head (is_map) is plain torch: copied as it is
+        layers = [_layer_from_qkan(layer, engine) if isinstance(layer, qkan.QKANLayer) else copy.deepcopy(layer)
+                  for layer in model.layers]
+        qkan_layers = [layer for layer in layers if isinstance(layer, QKANLayer)]
+        width = [qkan_layers[0].in_dim] + [layer.out_dim for layer in qkan_layers]
+        ref = qkan_layers[0].theta
+        kw = dict(reps=qkan_layers[0].reps, norm_out=model.norm_out, engine=engine, device=ref.device, dtype=ref.dtype)
+        if getattr(model, "is_map", False):
+            ours = QKANMap(list(model.width), hidden=model.hidden, **kw)
+        else:
+            ours = QKAN(width, **kw)
         ours.layers = nn.ModuleList(layers)
         ours.seed = model.seed
         ours.train(model.training)
@@ -382,7 +501,7 @@ def to_qkan(model, solver: str = "exact", c_dtype: Optional[torch.dtype] = None,
 
     Returns:
         qkan.QKANLayer | qkan.QKAN: a ``qkan.QKANLayer`` for a layer, a ``qkan.QKAN`` for a
-        network.
+        network (``is_map=True`` with the same ``hidden`` and head weights for a :class:`QKANMap`).
 
     Raises:
         ImportError: ``qkan`` is not installed.
@@ -397,12 +516,12 @@ def to_qkan(model, solver: str = "exact", c_dtype: Optional[torch.dtype] = None,
         True
     """
     qkan = _import_qkan()
-    from ..modules import QKAN, QKANLayer
 
     if isinstance(model, QKANLayer):
         return _layer_to_qkan(model, solver, c_dtype, p_dim)
     if isinstance(model, QKAN):
         first = model.layers[0]
+        is_map = isinstance(model, QKANMap)
         ref = first.theta
         want = c_dtype if c_dtype is not None else (torch.complex128 if ref.dtype == torch.float64 else torch.complex64)
         theirs = qkan.QKAN(
@@ -412,10 +531,13 @@ def to_qkan(model, solver: str = "exact", c_dtype: Optional[torch.dtype] = None,
             postact_bias_trainable=first.postact_bias_trainable,
             base_activation=_activation_to_qkan(first.base_activation_spec), ba_trainable=first.ba_trainable,
             is_batchnorm=first.is_batchnorm, fast_measure=first.fast_measure, c_dtype=want, p_dtype=ref.dtype,
-            p_dim=p_dim, theta_init=first.theta_init,
+            p_dim=p_dim, theta_init=first.theta_init, is_map=is_map, hidden=model.hidden if is_map else 0,
         )
         for k, layer in enumerate(model.layers):
-            theirs.layers[k] = _layer_to_qkan(layer, solver, c_dtype, p_dim)
+            if isinstance(layer, QKANLayer):
+                theirs.layers[k] = _layer_to_qkan(layer, solver, c_dtype, p_dim)
+            else:  # the map head
+                theirs.layers[k] = copy.deepcopy(layer)
         theirs.seed = model.seed
         theirs.train(model.training)
         return theirs
