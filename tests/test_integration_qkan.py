@@ -225,5 +225,3 @@ def test_conversion_rejects_other_types(qkan):
         from_qkan(torch.nn.Linear(2, 2))
     with pytest.raises(TypeError):
         to_qkan(torch.nn.Linear(2, 2))
-    with pytest.raises(NotImplementedError, match="is_map"):
-        from_qkan(qkan.QKAN([2, 3, 1], is_map=True, hidden=4))

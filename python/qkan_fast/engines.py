@@ -74,7 +74,8 @@ def daruan_postacts(
     ansatz = canonical_ansatz(ansatz)
     if check_engine(engine) == "reference":
         phi = reference.postacts(x, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, fast_measure=fast_measure,
-                                 preact_trainable=preact_trainable)
+                                 preact_trainable=preact_trainable,
+                                 out_dim=1 if theta.dim() == 3 and pre_w.dim() == 2 else None)  # as the circuit: [B, 1, I]
     else:
         phi = circuit.postacts(x, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, fast_measure=fast_measure,
                                preact_trainable=preact_trainable)
