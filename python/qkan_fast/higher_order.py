@@ -132,11 +132,15 @@ def _derivative_of_vjp(f: Callable[..., Sequence[Tensor]], primals: Sequence[Opt
             return t.view_as(t) if t.requires_grad else t.detach().requires_grad_()
 
         ps, cs = [local(p) for p in primals], [local(c) for c in cotangents]
-        live = [p for p in ps if p is not None]
+        # only the first derivatives that meet a cotangent are formed
+        used = [p is not None and b is not None for p, b in zip(ps, bars)]
+        if not any(used):
+            return [None] * (len(cs) + len(ps))
         outs = f(*ps)
-        firsts = iter(torch.autograd.grad(outs, live, cs, create_graph=True, allow_unused=True))
-        firsts = [next(firsts) if p is not None else None for p in ps]
-        terms = [(b * v).sum() for b, v in zip(bars, firsts) if b is not None and v is not None and b.numel()]
+        firsts = iter(torch.autograd.grad(outs, [p for p, u in zip(ps, used) if u], cs, create_graph=True,
+                                          allow_unused=True))
+        terms = [(b * v).sum() for b, v, u in zip(bars, (next(firsts) if u else None for u in used), used)
+                 if u and v is not None]
         if not terms:
             return [None] * (len(cs) + len(ps))
         wrt = [t for t in (*cs, *ps) if t is not None]
@@ -145,7 +149,12 @@ def _derivative_of_vjp(f: Callable[..., Sequence[Tensor]], primals: Sequence[Opt
 
 
 def _bar(t: Optional[Tensor]) -> Optional[Tensor]:
-    return None if t is None or t.numel() == 0 else t  # an output not asked for is an empty tensor
+    """None for a cotangent that contributes nothing: an output not asked for (an empty tensor),
+    or one off the path being differentiated, which autograd hands over as zeros (computing its
+    term would differentiate, say, theta's gradient while only d/dx is wanted)."""
+    if t is None or t.numel() == 0 or not bool(t.any()):
+        return None
+    return t
 
 
 # --------------------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def train(model: nn.Module, problem: PoissonProblem, steps: int, lr: float = 1e-
         value.backward()
         opt.step()
         seconds.append(time.perf_counter() - start)
-        losses.append(float(value))
+        losses.append(float(value.detach()))
     return {"loss": losses, "step_seconds": seconds}
 
 
