@@ -22,7 +22,6 @@ Models (their sizes are fixed before training; see the table for the parameter c
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -34,14 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import _machine
+from ._progress import Progress
 from .networks import HQKANLSTM, QKANLSTM
 
 __all__ = [
-    "add_subcommand",
     "bessel_j2",
     "bessel_series",
     "damped_pendulum",
-    "main",
     "make_windows",
     "minmax_scale",
     "pendulum_series",
@@ -158,53 +157,6 @@ def _build(kind: str, hidden: int) -> nn.Module:
 
 
 # --------------------------------------------------------------------------------------------
-# progress bar (tqdm when installed, else a plain text bar on stderr)
-
-
-class _Progress:
-    def __init__(self, total: int, desc: str, enabled: bool):
-        self.total, self.desc, self.enabled, self.n = total, desc, enabled, 0
-        self._tqdm = None
-        self._stream = sys.stderr
-        if not enabled:
-            return
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            tqdm = None
-        if tqdm is not None:
-            self._tqdm = tqdm(total=total, desc=desc, file=sys.stderr, leave=True, dynamic_ncols=True)
-        else:
-            self._draw("")
-
-    def _draw(self, extra: str) -> None:
-        width = 24
-        filled = int(width * self.n / max(1, self.total))
-        bar = "#" * filled + "-" * (width - filled)
-        self._stream.write(f"\r{self.desc:<28} [{bar}] {self.n}/{self.total} {extra}")
-        self._stream.flush()
-
-    def update(self, loss: float) -> None:
-        self.n += 1
-        if not self.enabled:
-            return
-        if self._tqdm is not None:
-            self._tqdm.set_postfix(loss=f"{loss:.2e}", refresh=False)
-            self._tqdm.update(1)
-        else:
-            self._draw(f"loss {loss:.2e}")
-
-    def close(self) -> None:
-        if not self.enabled:
-            return
-        if self._tqdm is not None:
-            self._tqdm.close()
-        else:
-            self._stream.write("\n")
-            self._stream.flush()
-
-
-# --------------------------------------------------------------------------------------------
 # training
 
 
@@ -215,7 +167,7 @@ def _train_one(model: nn.Module, data: dict, epochs: int, seed: int, desc: str, 
     model.zero_grad(set_to_none=True)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     gen = torch.Generator().manual_seed(seed)  # the same batch order for every model
-    bar = _Progress(epochs, desc, progress)
+    bar = Progress(epochs, desc, progress)
     losses = []
     train_seconds = 0.0
     for _ in range(epochs):
@@ -232,7 +184,7 @@ def _train_one(model: nn.Module, data: dict, epochs: int, seed: int, desc: str, 
             total += float(loss.detach()) * idx.shape[0]
         train_seconds += time.perf_counter() - start
         losses.append(total / x_tr.shape[0])
-        bar.update(losses[-1])
+        bar.step(f"loss {losses[-1]:.2e}")
     bar.close()
     model.eval()
     with torch.no_grad():
@@ -344,6 +296,7 @@ def run_demo(epochs: int = 30, hidden: int = 16, seed: int = 0, out: Optional[st
     for name, v in (("qkan_hidden", qkan_hidden), ("threads", 1 if threads is None else threads)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
+    machine = dict(_machine.describe(torch.device("cpu")), loadavg_before=_machine.load_average())
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -370,6 +323,7 @@ def run_demo(epochs: int = 30, hidden: int = 16, seed: int = 0, out: Optional[st
             results["datasets"][dname] = dict(n_train=d["x_train"].shape[0], n_test=d["x_test"].shape[0],
                                               models=models)
         results["summary"] = _summary(results)
+        results["machine"] = dict(machine, loadavg_after=_machine.load_average())
         results["files"] = {}
         if out is not None:
             os.makedirs(out, exist_ok=True)
@@ -392,45 +346,3 @@ def run_demo(epochs: int = 30, hidden: int = 16, seed: int = 0, out: Optional[st
                 print(f"wrote {path}", file=sys.stdout)
         print(f"total {results['seconds']:.1f} s", file=sys.stdout)
     return results
-
-
-# --------------------------------------------------------------------------------------------
-# command line
-
-
-HELP = "train QKAN-LSTM, HQKAN-LSTM and LSTMs on the pendulum and Bessel series; print the table"
-
-
-def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the demo's options to an argparse parser (for a CLI registry that makes the parser)."""
-    p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
-    p.add_argument("--hidden", type=int, default=16,
-                   help="hidden size of the LSTM and the HQKAN-LSTM (default 16); QKAN-LSTM uses hidden // 4")
-    p.add_argument("--qkan-hidden", type=int, default=None, help="hidden size of the QKAN-LSTM (default hidden // 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every model's initialisation and batch order")
-    p.add_argument("--out", default="qkan_fast_demo", help="output folder for results.json and predictions.png")
-    p.add_argument("--quick", action="store_true", help="2 epochs, small models: a few seconds")
-    p.add_argument("--threads", type=int, default=None, help="torch threads for the run (default: torch's setting)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p
-
-
-def add_subcommand(subparsers) -> argparse.ArgumentParser:
-    """Register `demo` on an argparse subparsers object (sets func=main)."""
-    p = subparsers.add_parser("demo", help=HELP, description=__doc__.split("\n\n")[0])
-    configure_parser(p)
-    p.set_defaults(func=main)
-    return p
-
-
-def main(args) -> int:
-    run_demo(epochs=args.epochs, hidden=args.hidden, seed=args.seed, out=args.out, quick=args.quick,
-             progress=not args.no_progress, qkan_hidden=args.qkan_hidden, threads=args.threads)
-    return 0
-
-
-if __name__ == "__main__":  # python -m qkan_fast.demo [options]
-    _parser = argparse.ArgumentParser(prog="python -m qkan_fast.demo")
-    _sub = _parser.add_subparsers(dest="command")
-    add_subcommand(_sub)
-    sys.exit(main(_parser.parse_args(["demo", *sys.argv[1:]])))
