@@ -188,7 +188,7 @@ def main():
     ap.add_argument("--cpu-check", action="store_true", default=True,
                     help="also time at 1 thread with the calling thread's CPU time (default on)")
     ap.add_argument("--no-cpu-check", dest="cpu_check", action="store_false")
-    ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "spectral_vs_circuit_cpu_2threads.json"))
+    ap.add_argument("--json", default="spectral_vs_circuit.json", help="results file (default ./spectral_vs_circuit.json)")
     args = ap.parse_args()
 
     load0 = os.getloadavg()

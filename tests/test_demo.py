@@ -64,6 +64,8 @@ def test_quick_demo_runs_and_writes_results(tmp_path):
     assert elapsed < 60, f"quick demo took {elapsed:.1f} s"
     cfg = res["config"]
     assert cfg["epochs"] == 2 and cfg["quick"] is True and cfg["threads"] == 1
+    assert res["machine"]["torch_threads"] == 1 and len(res["machine"]["loadavg_after"]) == 3
+    assert 0 < res["cpu_seconds"] and 0 < res["seconds"] < elapsed
     assert set(res["datasets"]) == {"pendulum", "bessel_j2"}
     for name, d in res["datasets"].items():
         n_windows = (240 if name == "pendulum" else 256) - 4
