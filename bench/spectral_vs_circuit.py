@@ -192,6 +192,7 @@ def main():
     args = ap.parse_args()
 
     load0 = os.getloadavg()
+    commit = git_commit()  # at the start: the code that is measured
     records = []
     print(f"{'wl':3} {'measure':5} {'params':7} | {'fwd spec':>9} {'circ':>9} {'x':>5} | "
           f"{'fb spec':>9} {'circ':>9} {'x':>5} | {'min f x':>7} {'fb x':>5} | {'1T cpu f x':>10} {'fb x':>5} | "
@@ -237,7 +238,7 @@ def main():
         "torch": torch.__version__,
         "qkan_fast": qkan_fast.__version__,
         "build_info": qkan_fast.build_info(),
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "threads": args.threads,
         "repeats": args.repeats,
         "params": args.params,
