@@ -105,9 +105,6 @@ def parse_workloads(spec: str, *, ansatz: str = "pz", fast_measure: bool = True,
     return out
 
 
-# ------------------------------------------------------------------------------------------------
-# engines
-
 
 def our_engines() -> List[str]:
     import qkan_fast
@@ -219,9 +216,6 @@ def probe(module: nn.Module, x: Tensor, device: torch.device) -> dict:
     }
 
 
-# ------------------------------------------------------------------------------------------------
-# measurement
-
 
 def _error(e: BaseException) -> str:
     return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
@@ -303,9 +297,6 @@ def run_workload(w: Workload, engines: Sequence[str], *, device: torch.device, d
     return [records[e] for e in engines], measurements
 
 
-# ------------------------------------------------------------------------------------------------
-# the run, its record, its tables
-
 
 @dataclasses.dataclass
 class BenchConfig:
@@ -335,8 +326,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
                           "forward under no_grad, forward+backward = grad of y.sum() w.r.t. x and trainable parameters"}
     result = {"schema": SCHEMA, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "command": sys.argv, "settings": settings, "machine": _machine.describe(device, qkan=qkan_version()),
-              "loadavg_before": _machine.load_average(),
-              "records": [], "measurements": []}
+              "loadavg_before": _machine.load_average(), "records": [], "measurements": []}
     bar = Progress(len(cfg.workloads) * (len(cfg.engines) + 2), "qkan-fast bench", progress, lines=10**9)
     for w in cfg.workloads:
         records, ms = run_workload(w, cfg.engines, device=device, dtype=dtype, rounds=cfg.rounds,
