@@ -152,6 +152,14 @@ def test_bench_size_guard_skips_reference(tmp_path, capsys):
     assert "skipped" in report
 
 
+def test_quick_runs_the_reference_only_on_small_layers(tmp_path, capsys):
+    data, _, _ = _run_bench(tmp_path, capsys, "--peers", "none", "--workloads", f"{TINY},1024x16x16x8")
+    status = {(r["workload"], r["engine"]): r["status"] for r in data["records"]}
+    assert status == {(TINY, "circuit"): "ok", (TINY, "reference"): "ok",
+                      ("1024x16x16x8", "circuit"): "ok", ("1024x16x16x8", "reference"): "skipped"}
+    assert data["settings"]["max_work"] == 2e6
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

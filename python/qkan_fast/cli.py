@@ -87,8 +87,10 @@ def _bench(args: argparse.Namespace) -> int:
     for name, value in (("--rounds", rounds), ("--min-run-time", min_run_time), ("--threads", args.threads or 1)):
         if value <= 0:
             return fail(f"{name} must be positive, got {value}")
+    # --quick: the reference and qkan (seconds per call on W2) only where they take well under a second
+    max_work = args.max_work if args.max_work is not None else (2e6 if args.quick else None)
     cfg = bench.BenchConfig(workloads=workloads, engines=list(dict.fromkeys(ours + peers)), device=args.device,
-                            dtype=args.dtype, rounds=rounds, min_run_time=min_run_time, max_work=args.max_work,
+                            dtype=args.dtype, rounds=rounds, min_run_time=min_run_time, max_work=max_work,
                             threads=args.threads, seed=args.seed)
     result = bench.run_bench(cfg, progress=not args.quiet)
     print(bench.format_report(result))
@@ -120,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "table, ratios, parity and memory; --json writes it all with the machine header.",
                        epilog=_BENCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="a first look: W1,W2, 3 rounds, 0.3 s per engine and measurement")
+                   help="a first look: W1,W2, 3 rounds, 0.3 s per engine and measurement; the reference "
+                        "and qkan only on W1 (--max-work 2e6)")
     p.add_argument("--workloads", help="comma-separated workloads (default all; --quick: W1,W2)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -132,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-run-time", type=float, metavar="S",
                    help="seconds per engine and measurement, over all rounds (default 1; --quick 0.3)")
     p.add_argument("--max-work", type=float, metavar="N",
-                   help="skip the reference and qkan above B*O*I*R = N (default 5e7 on cpu, 2e9 on cuda)")
+                   help="skip the reference and qkan above B*O*I*R = N (default 5e7 on cpu, 2e9 on cuda; --quick 2e6)")
     p.add_argument("--ansatz", default="pz", help="ansatz of every workload (pz rpz px real mix)")
     p.add_argument("--born", action="store_true", help="fast_measure=False (Born <Z>) for every workload")
     p.add_argument("--preact-trainable", action="store_true", help="preact_trainable=True for every workload")
