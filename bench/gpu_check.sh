@@ -11,7 +11,8 @@
 # Exits 1 if the build fails, else with the test step's status (0: all CUDA tests passed).
 # Environment: PYTHON (default python3), QKAN_FAST_CUDA_ARCHS (default: the project's 80-real;90),
 # GPU_CHECK_SKIP_BENCH=1, GPU_CHECK_SKIP_RACECHECK=1, GPU_CHECK_BENCH_ARGS (extra bench options,
-# default "--budget 15": seconds per engine and measurement, so the slow peers stay bounded).
+# default "--rounds 3 --min-run-time 1.5": 3 interleaved rounds of 0.5 s per engine and measurement;
+# an engine slower than that runs twice per round, so the slow peers stay bounded).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 REPO=$(pwd)
@@ -78,7 +79,7 @@ TEST_RC=$?
 if [ "${GPU_CHECK_SKIP_BENCH:-0}" != 1 ] && [ "$(left)" -gt 40 ]; then
   limit=$(left)
   [ "$limit" -gt 150 ] && limit=150
-  bench_args="${GPU_CHECK_BENCH_ARGS-"--budget 15"}"
+  bench_args="${GPU_CHECK_BENCH_ARGS-"--rounds 3 --min-run-time 1.5"}"
   # shellcheck disable=SC2086  # bench_args is a list of options
   step bench "$limit" "$OUT/gpu_bench.txt" "$PY" -m qkan_fast.cli bench --device cuda --workloads W2,W5,W6 \
     --json "$OUT/gpu_bench.json" $bench_args ||

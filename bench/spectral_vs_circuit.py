@@ -1,29 +1,34 @@
 """Spectral engine vs circuit engine on the CPU, side by side in one process (docs/benchmarks.md W1-W4).
 
-For each workload, measure (fast, Born) and parameter distribution it times the forward and the
+For each workload, measure (fast, Born) and parameter set (--params) it times the forward and the
 forward+backward of one QKANLayer (pz, float32, engine="spectral" vs engine="circuit", same
 parameters and inputs), alternating the two engines run by run, and reports medians and their
 ratio. Wall-clock time at --threads threads is the headline; the CPU time of the calling thread at
 one thread (--cpu-check) is a sanity check on a shared machine. It also records the largest
 difference of y and of every gradient between the engines (relative to each tensor's scale).
 
-Parameter distributions: "init" is the layer as constructed (xavier theta: every state stays near
-the Bloch sphere's equator), "haar" draws theta ~ N(0, 1) so the states spread over the sphere,
-as after training; there the fast measure's pole treatment (csrc/cpu/spectral_kernels.h) runs for
-a few per cent of the samples.
+Parameters (--params): "init" is the layer as constructed (xavier theta: every state stays near the
+Bloch sphere's equator); "trained" is that layer after --train-steps Adam steps (lr --train-lr,
+batches of 256) on a fixed regression task, y_o = sin(2 x . a_o) with random a_o, fitted by the
+spectral engine itself: the parameters a user's trained model holds; "haar" draws theta ~ N(0, 1),
+the states spread over the whole sphere. Away from "init" the fast measure's pole treatment
+(csrc/cpu/spectral_kernels.h) runs for some of the samples, which costs the spectral engine speed.
+Each record keeps the spread of theta (std, share of |theta| > 1) and the training loss.
 
-    python bench/spectral_vs_circuit.py                      # W1-W4, 2 threads, both distributions
-    python bench/spectral_vs_circuit.py --workloads W3 --repeats 9 --json /tmp/w3.json
+    python bench/spectral_vs_circuit.py                      # W1-W4, 2 threads, init and trained
+    python bench/spectral_vs_circuit.py --workloads W3 --params trained --repeats 9 --json /tmp/w3.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -42,17 +47,47 @@ WORKLOADS = {  # docs/benchmarks.md: B, I, O, R
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_layers(B, I, O, R, fast, dist, seed=0):
+def train_like(layer, steps, lr, seed=0, batch=256):
+    """Adam on a fixed regression task (y_o = sin(2 x . a_o), x ~ N(0, 1)): moves the parameters the
+    way training does. Returns the first and last batch losses."""
+    g = torch.Generator().manual_seed(seed + 1000)
+    a = torch.randn(layer.in_dim, layer.out_dim, generator=g) / math.sqrt(layer.in_dim)  # [I, O]
+    x = torch.randn(8 * batch, layer.in_dim, generator=g)  # [N, I]
+    target = torch.sin(2 * x @ a)  # [N, O]
+    opt = torch.optim.Adam([p for p in layer.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for step in range(steps):
+        rows = slice((step % 8) * batch, (step % 8 + 1) * batch)
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(layer(x[rows]), target[rows])
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    for p in layer.parameters():
+        p.grad = None
+    return {"steps": steps, "lr": lr, "batch": batch, "task": "y_o = sin(2 x . a_o), a_o ~ N(0, 1/I), x ~ N(0, 1)",
+            "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None}
+
+
+def theta_spread(layer):
+    t = layer.theta.detach()
+    return {"std": float(t.std()), "mean_abs": float(t.abs().mean()), "share_abs_gt_1": float((t.abs() > 1).double().mean())}
+
+
+def make_layers(B, I, O, R, fast, params, seed=0, train_steps=200, train_lr=1e-2):
     torch.manual_seed(seed)
     spec = qkan_fast.QKANLayer(I, O, reps=R, fast_measure=fast, engine="spectral")
-    if dist == "haar":
+    training = None
+    if params == "haar":
         with torch.no_grad():
             spec.theta.normal_()
+    elif params == "trained":
+        training = train_like(spec, train_steps, train_lr, seed)
     circ = qkan_fast.QKANLayer(I, O, reps=R, fast_measure=fast, engine="circuit")
     circ.load_state_dict(spec.state_dict())
     x = torch.randn(B, I)
     gy = torch.randn(B, O)
-    return spec, circ, x, gy
+    return spec, circ, x, gy, training
 
 
 def run_fb(layer, x, gy):
@@ -146,23 +181,29 @@ def main():
     ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--dists", nargs="+", default=["init", "haar"], choices=["init", "haar"])
+    ap.add_argument("--params", nargs="+", default=["init", "trained"], choices=["init", "trained", "haar"],
+                    help="parameter sets to measure (default: init trained)")
+    ap.add_argument("--train-steps", type=int, default=200, help="Adam steps of --params trained (default 200)")
+    ap.add_argument("--train-lr", type=float, default=1e-2, help="Adam learning rate of --params trained (default 1e-2)")
     ap.add_argument("--cpu-check", action="store_true", default=True,
                     help="also time at 1 thread with the calling thread's CPU time (default on)")
     ap.add_argument("--no-cpu-check", dest="cpu_check", action="store_false")
-    ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "spectral_cpu.json"))
+    ap.add_argument("--json", default="spectral_vs_circuit.json", help="results file (default ./spectral_vs_circuit.json)")
     args = ap.parse_args()
 
     load0 = os.getloadavg()
+    commit = git_commit()  # at the start: the code that is measured
     records = []
-    print(f"{'wl':3} {'measure':5} {'dist':4} | {'fwd spec':>9} {'circ':>9} {'x':>5} | "
+    print(f"{'wl':3} {'measure':5} {'params':7} | {'fwd spec':>9} {'circ':>9} {'x':>5} | "
           f"{'fb spec':>9} {'circ':>9} {'x':>5} | {'min f x':>7} {'fb x':>5} | {'1T cpu f x':>10} {'fb x':>5} | "
           "err vs f64: spec, circ")
     for wl in args.workloads:
         B, I, O, R = WORKLOADS[wl]
         for fast in (True, False):
-            for dist in args.dists:
-                spec, circ, x, gy = make_layers(B, I, O, R, fast, dist)
+            for params in args.params:
+                spec, circ, x, gy, training = make_layers(B, I, O, R, fast, params, train_steps=args.train_steps,
+                                                          train_lr=args.train_lr)
+                load_before = os.getloadavg()
                 torch.set_num_threads(args.threads)
                 wall = bench_case(spec, circ, x, gy, args.repeats, time.perf_counter)
                 cpu = None
@@ -173,7 +214,9 @@ def main():
                 diff = compare(spec, circ, x, gy)
                 rec = {
                     "workload": wl, "B": B, "I": I, "O": O, "R": R, "ansatz": "pz", "dtype": "float32",
-                    "measure": "fast" if fast else "born", "params": dist, "threads": args.threads,
+                    "measure": "fast" if fast else "born", "params": params, "threads": args.threads,
+                    "training": training, "theta": theta_spread(spec),
+                    "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
                     "wall": wall, "cpu_time_1thread": cpu, "max_rel_diff": diff,
                     "edge_samples_per_s_spectral_fb": B * I * O / (wall["forward_backward"]["spectral_ms"] * 1e-3),
                 }
@@ -182,21 +225,25 @@ def main():
                 c0 = f"{cpu['forward']['speedup']:.1f}" if cpu else "-"
                 c1 = f"{cpu['forward_backward']['speedup']:.1f}" if cpu else "-"
                 es, ec = max(diff["spectral_vs_float64"].values()), max(diff["circuit_vs_float64"].values())
-                print(f"{wl:3} {rec['measure']:5} {dist:4} | {f['spectral_ms']:8.2f}m {f['circuit_ms']:8.2f}m "
+                print(f"{wl:3} {rec['measure']:5} {params:7} | {f['spectral_ms']:8.2f}m {f['circuit_ms']:8.2f}m "
                       f"{f['speedup']:5.1f} | {fb['spectral_ms']:8.2f}m {fb['circuit_ms']:8.2f}m {fb['speedup']:5.1f} | "
                       f"{f['speedup_min']:7.1f} {fb['speedup_min']:5.1f} | {c0:>10} {c1:>5} | {es:.1e}, {ec:.1e}",
                       flush=True)
 
     meta = {
         "script": "bench/spectral_vs_circuit.py",
+        "argv": sys.argv[1:],
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
                     "cpu_model": _cpu_model(), "loadavg_at_start": load0, "loadavg_at_end": os.getloadavg()},
         "torch": torch.__version__,
         "qkan_fast": qkan_fast.__version__,
         "build_info": qkan_fast.build_info(),
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "threads": args.threads,
         "repeats": args.repeats,
+        "params": args.params,
+        "train_steps": args.train_steps,
+        "train_lr": args.train_lr,
         "note": "wall = perf_counter medians (and minima) at `threads` threads, engines alternated run by "
                 "run; cpu_time_1thread = thread_time medians at 1 thread (sanity check on a shared machine: "
                 "with other processes runnable, a 2-thread OpenMP region waits for a descheduled thread, "

@@ -1,9 +1,8 @@
 """The demo (`qkan-fast demo`): its series against their defining equations, the windows, a quick
-run end to end, and the command-line options."""
+run end to end (its command-line options are in test_cli.py)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -65,6 +64,8 @@ def test_quick_demo_runs_and_writes_results(tmp_path):
     assert elapsed < 60, f"quick demo took {elapsed:.1f} s"
     cfg = res["config"]
     assert cfg["epochs"] == 2 and cfg["quick"] is True and cfg["threads"] == 1
+    assert res["machine"]["torch_threads"] == 1 and len(res["machine"]["loadavg_after"]) == 3
+    assert 0 < res["cpu_seconds"] and 0 < res["seconds"] < elapsed
     assert set(res["datasets"]) == {"pendulum", "bessel_j2"}
     for name, d in res["datasets"].items():
         n_windows = (240 if name == "pendulum" else 256) - 4
@@ -94,20 +95,6 @@ def test_quick_demo_runs_and_writes_results(tmp_path):
         assert res["files"]["png"] is None
     else:
         assert (tmp_path / "predictions.png").read_bytes()[:4] == b"\x89PNG"
-
-
-def test_command_line_options(monkeypatch):
-    seen = {}
-    monkeypatch.setattr(demo, "run_demo", lambda **kw: seen.update(kw) or {})
-    parser = argparse.ArgumentParser()
-    demo.add_subcommand(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["demo", "--epochs", "3", "--hidden", "8", "--seed", "2", "--out", "d", "--quick",
-                              "--no-progress"])
-    assert args.func(args) == 0
-    assert seen == dict(epochs=3, hidden=8, seed=2, out="d", quick=True, progress=False, qkan_hidden=None, threads=None)
-    args = parser.parse_args(["demo"])
-    args.func(args)
-    assert seen["epochs"] == 30 and seen["progress"] is True and seen["quick"] is False
 
 
 def test_bad_sizes_are_rejected():

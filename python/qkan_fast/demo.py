@@ -22,7 +22,6 @@ Models (their sizes are fixed before training; see the table for the parameter c
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -34,14 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import _machine
+from ._progress import Progress
 from .networks import HQKANLSTM, QKANLSTM
 
 __all__ = [
-    "add_subcommand",
     "bessel_j2",
     "bessel_series",
     "damped_pendulum",
-    "main",
     "make_windows",
     "minmax_scale",
     "pendulum_series",
@@ -158,53 +157,6 @@ def _build(kind: str, hidden: int) -> nn.Module:
 
 
 # --------------------------------------------------------------------------------------------
-# progress bar (tqdm when installed, else a plain text bar on stderr)
-
-
-class _Progress:
-    def __init__(self, total: int, desc: str, enabled: bool):
-        self.total, self.desc, self.enabled, self.n = total, desc, enabled, 0
-        self._tqdm = None
-        self._stream = sys.stderr
-        if not enabled:
-            return
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            tqdm = None
-        if tqdm is not None:
-            self._tqdm = tqdm(total=total, desc=desc, file=sys.stderr, leave=True, dynamic_ncols=True)
-        else:
-            self._draw("")
-
-    def _draw(self, extra: str) -> None:
-        width = 24
-        filled = int(width * self.n / max(1, self.total))
-        bar = "#" * filled + "-" * (width - filled)
-        self._stream.write(f"\r{self.desc:<28} [{bar}] {self.n}/{self.total} {extra}")
-        self._stream.flush()
-
-    def update(self, loss: float) -> None:
-        self.n += 1
-        if not self.enabled:
-            return
-        if self._tqdm is not None:
-            self._tqdm.set_postfix(loss=f"{loss:.2e}", refresh=False)
-            self._tqdm.update(1)
-        else:
-            self._draw(f"loss {loss:.2e}")
-
-    def close(self) -> None:
-        if not self.enabled:
-            return
-        if self._tqdm is not None:
-            self._tqdm.close()
-        else:
-            self._stream.write("\n")
-            self._stream.flush()
-
-
-# --------------------------------------------------------------------------------------------
 # training
 
 
@@ -215,7 +167,7 @@ def _train_one(model: nn.Module, data: dict, epochs: int, seed: int, desc: str, 
     model.zero_grad(set_to_none=True)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     gen = torch.Generator().manual_seed(seed)  # the same batch order for every model
-    bar = _Progress(epochs, desc, progress)
+    bar = Progress(epochs, desc, progress)
     losses = []
     train_seconds = 0.0
     for _ in range(epochs):
@@ -232,7 +184,7 @@ def _train_one(model: nn.Module, data: dict, epochs: int, seed: int, desc: str, 
             total += float(loss.detach()) * idx.shape[0]
         train_seconds += time.perf_counter() - start
         losses.append(total / x_tr.shape[0])
-        bar.update(losses[-1])
+        bar.step(f"loss {losses[-1]:.2e}")
     bar.close()
     model.eval()
     with torch.no_grad():
@@ -331,7 +283,8 @@ def run_demo(epochs: int = 30, hidden: int = 16, seed: int = 0, out: Optional[st
     `quick`: caps epochs at 2 and hidden at 4: a smoke run of a few seconds.
     `threads`: torch.set_num_threads for the run (restored afterwards). Returns a dict with
     "config", "datasets" (per dataset: n_train, n_test and per model name, hidden, params,
-    train_mse, test_mse, sec_per_epoch, loss_curve, predictions), "summary", "files", "seconds".
+    train_mse, test_mse, sec_per_epoch, loss_curve, predictions), "summary", "files", "machine"
+    (CPU, commit, threads, load average before and after), "seconds" (wall) and "cpu_seconds".
     """
     if quick:
         epochs = min(epochs, 2)
@@ -347,7 +300,8 @@ def run_demo(epochs: int = 30, hidden: int = 16, seed: int = 0, out: Optional[st
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
-    start = time.perf_counter()
+    machine = dict(_machine.describe(torch.device("cpu")), loadavg_before=_machine.load_average())
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         data = _datasets()
         matched = matched_lstm_hidden(_trainable(_build("qkan", qkan_hidden)))
@@ -370,6 +324,7 @@ def run_demo(epochs: int = 30, hidden: int = 16, seed: int = 0, out: Optional[st
             results["datasets"][dname] = dict(n_train=d["x_train"].shape[0], n_test=d["x_test"].shape[0],
                                               models=models)
         results["summary"] = _summary(results)
+        results["machine"] = dict(machine, loadavg_after=_machine.load_average())
         results["files"] = {}
         if out is not None:
             os.makedirs(out, exist_ok=True)
@@ -379,6 +334,8 @@ def run_demo(epochs: int = 30, hidden: int = 16, seed: int = 0, out: Optional[st
                 results["summary"].append("matplotlib is not installed: no PNG (pip install qkan_fast[plot])")
             results["files"]["json"] = os.path.join(out, "results.json")
         results["seconds"] = time.perf_counter() - start
+        # CPU time of the whole process (all threads): on a shared machine wall time also counts the others
+        results["cpu_seconds"] = time.process_time() - cpu_start
         if out is not None:
             with open(results["files"]["json"], "w") as fh:
                 json.dump(results, fh, indent=1)
@@ -390,47 +347,5 @@ def run_demo(epochs: int = 30, hidden: int = 16, seed: int = 0, out: Optional[st
         for kind, path in results["files"].items():
             if path:
                 print(f"wrote {path}", file=sys.stdout)
-        print(f"total {results['seconds']:.1f} s", file=sys.stdout)
+        print(f"total {results['seconds']:.1f} s ({results['cpu_seconds']:.1f} s CPU time)", file=sys.stdout)
     return results
-
-
-# --------------------------------------------------------------------------------------------
-# command line
-
-
-HELP = "train QKAN-LSTM, HQKAN-LSTM and LSTMs on the pendulum and Bessel series; print the table"
-
-
-def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the demo's options to an argparse parser (for a CLI registry that makes the parser)."""
-    p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
-    p.add_argument("--hidden", type=int, default=16,
-                   help="hidden size of the LSTM and the HQKAN-LSTM (default 16); QKAN-LSTM uses hidden // 4")
-    p.add_argument("--qkan-hidden", type=int, default=None, help="hidden size of the QKAN-LSTM (default hidden // 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every model's initialisation and batch order")
-    p.add_argument("--out", default="qkan_fast_demo", help="output folder for results.json and predictions.png")
-    p.add_argument("--quick", action="store_true", help="2 epochs, small models: a few seconds")
-    p.add_argument("--threads", type=int, default=None, help="torch threads for the run (default: torch's setting)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p
-
-
-def add_subcommand(subparsers) -> argparse.ArgumentParser:
-    """Register `demo` on an argparse subparsers object (sets func=main)."""
-    p = subparsers.add_parser("demo", help=HELP, description=__doc__.split("\n\n")[0])
-    configure_parser(p)
-    p.set_defaults(func=main)
-    return p
-
-
-def main(args) -> int:
-    run_demo(epochs=args.epochs, hidden=args.hidden, seed=args.seed, out=args.out, quick=args.quick,
-             progress=not args.no_progress, qkan_hidden=args.qkan_hidden, threads=args.threads)
-    return 0
-
-
-if __name__ == "__main__":  # python -m qkan_fast.demo [options]
-    _parser = argparse.ArgumentParser(prog="python -m qkan_fast.demo")
-    _sub = _parser.add_subparsers(dest="command")
-    add_subcommand(_sub)
-    sys.exit(main(_parser.parse_args(["demo", *sys.argv[1:]])))

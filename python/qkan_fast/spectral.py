@@ -100,7 +100,7 @@ def applies(ansatz: str, preact_trainable: bool, preacts_weight: Tensor, dtype: 
 
 # engine="auto" picks the spectral engine where it applies and was measured faster than the circuit
 # engine. Measurements (bench/spectral_auto_sweep.py -> bench/results/spectral_auto_sweep.json, and
-# bench/spectral_vs_circuit.py -> bench/results/spectral_cpu.json; CPU time of one thread, AMD EPYC
+# bench/spectral_vs_circuit.py -> bench/results/spectral_vs_circuit_cpu_2threads_init_haar.json; CPU time of one thread, AMD EPYC
 # Zen 4 with AVX-512, torch 2.13, float32, theta as constructed), forward+backward speedup
 # circuit/spectral:
 # - B*I*O >= 2^17 edge-samples and O >= 8: 1.1x-5.2x for pz and mix, both measures, R = 1, 3, 8
