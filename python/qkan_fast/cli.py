@@ -42,6 +42,8 @@ workloads (comma-separated):
   BxIxOxR            a custom shape, e.g. 64x4x3x2
   NAME:mod[:mod]     modifiers: an ansatz (pz rpz px real mix), born, fast, preact; e.g. W2:born
   all, W2-variants   groups: W1..W6; W2 with born, preact and each ansatz
+  P1                 a physics-informed training step (2-D Poisson, QKAN([2, 16, 16, 1]), 1024
+                     points, u_xx + u_yy in the loss) against qkan exact; runs alone
 
 examples:
   qkan-fast bench --quick
@@ -65,8 +67,11 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         return fail("--device cuda but torch sees no GPU (see `qkan-fast info`)")
+    spec = _csv(args.workloads or ("W1,W2" if args.quick else "all"))
+    if "P1" in spec:  # the physics-informed training step: its own comparison (pinn.py)
+        return _bench_pinn(args, [w for w in spec if w != "P1"])
     try:
-        workloads = bench.parse_workloads(args.workloads or ("W1,W2" if args.quick else "all"), ansatz=args.ansatz,
+        workloads = bench.parse_workloads(",".join(spec), ansatz=args.ansatz,
                                           fast_measure=not args.born, preact_trainable=args.preact_trainable)
     except ValueError as e:
         return fail(str(e))
@@ -94,6 +99,32 @@ def _bench(args: argparse.Namespace) -> int:
                             threads=args.threads, seed=args.seed)
     result = bench.run_bench(cfg, progress=not args.quiet)
     print(bench.format_report(result))
+    if args.json:
+        bench.write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _bench_pinn(args: argparse.Namespace, others: List[str]) -> int:
+    import torch
+
+    from . import _machine, bench, pinn
+
+    if others or args.device != "cpu":
+        print("qkan-fast bench: error: P1 runs alone and on the CPU (give --workloads P1)", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
+    load_before = _machine.load_average()
+    result = pinn.benchmark(rounds=args.rounds or (3 if args.quick else 5),
+                            min_run_time=args.min_run_time or (1.0 if args.quick else 5.0),
+                            curve_steps=3 if args.quick else 10, seed=args.seed, progress=log)
+    result = {"schema": "qkan_fast.bench.pinn/1", "command": " ".join(sys.argv),
+              "machine": {**_machine.describe(torch.device("cpu"), bench.qkan_version()),
+                          "loadavg_before": load_before, "loadavg_after": _machine.load_average()},
+              **result}
+    print(pinn.format_benchmark(result))
     if args.json:
         bench.write_json(result, args.json)
         print(f"wrote {args.json}")

@@ -102,3 +102,69 @@ def qkan_exact_twin(model: nn.Module) -> nn.Module:
     from .integrations.qkan import to_qkan
 
     return to_qkan(model, solver="exact")
+
+
+def benchmark(width=(2, 16, 16, 1), points: int = 1024, reps: int = 3, curve_steps: int = 10, rounds: int = 5,
+              min_run_time: float = 1.0, seed: int = 0, progress=print) -> dict:
+    """Workload P1 of `qkan-fast bench`: one training step (forward, u_xx + u_yy with the graph kept,
+    the parameter gradient) of QKAN(width) on `points` collocation points, on qkan_fast and on
+    qkan's exact solver (when installed) from the same parameters.
+
+    Timing: torch.utils.benchmark `blocked_autorange` blocks, the engines interleaved round by
+    round, merged per engine (median per step). Parity: both train `curve_steps` Adam steps from
+    the same start; the report holds both loss curves and their largest relative difference."""
+    from torch.utils import benchmark as tb
+
+    from .modules import QKAN
+
+    problem = PoissonProblem(points=points, seed=seed)
+    ours = QKAN(list(width), reps=reps, seed=seed)
+    models = {"qkan_fast": ours}
+    try:
+        models["qkan exact"] = qkan_exact_twin(ours)
+    except ImportError as err:
+        progress(f"P1: qkan not installed ({err}); timing qkan_fast alone")
+    start_state = {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in models.items()}
+
+    def one_step(model):
+        model.zero_grad(set_to_none=True)
+        loss(model, problem).backward()
+
+    blocks = {name: [] for name in models}
+    for r in range(rounds):
+        for name, model in models.items():
+            timer = tb.Timer("step(model)", globals={"step": one_step, "model": model}, label="P1", sub_label=name,
+                             description="train step", num_threads=torch.get_num_threads())
+            blocks[name].append(timer.blocked_autorange(min_run_time=min_run_time / rounds))
+        progress(f"P1: round {r + 1}/{rounds} timed")
+    times = {name: tb.Measurement.merge(ms)[0] for name, ms in blocks.items()}
+    curves = {}
+    for name, model in models.items():
+        model.load_state_dict(start_state[name])
+        curves[name] = train(model, problem, steps=curve_steps)["loss"]
+    out = {
+        "workload": {"name": "P1", "width": list(width), "points": points, "reps": reps, "boundary_points":
+                     problem.boundary_points, "dtype": str(problem.dtype), "loss": "mean (u_xx + u_yy - f)^2 + "
+                     "mean u_boundary^2"},
+        "step_seconds": {name: {"median": m.median, "iqr": m.iqr, "runs": len(m.times)} for name, m in times.items()},
+        "loss_curves": curves,
+    }
+    if "qkan exact" in models:
+        out["speedup_vs_qkan_exact"] = times["qkan exact"].median / times["qkan_fast"].median
+        out["loss_curve_max_rel_diff"] = max(abs(a - b) / abs(b) for a, b in zip(curves["qkan_fast"],
+                                                                                 curves["qkan exact"]))
+    return out
+
+
+def format_benchmark(result: dict) -> str:
+    w = result["workload"]
+    lines = [f"P1: 2-D Poisson PINN, QKAN({w['width']}), R={w['reps']}, {w['points']} collocation points, "
+             f"one training step (forward, u_xx + u_yy with the graph kept, parameter gradient)"]
+    for name, s in result["step_seconds"].items():
+        lines.append(f"  {name:12s} median {s['median'] * 1e3:9.1f} ms per step (IQR {s['iqr'] * 1e3:.1f} ms, "
+                     f"{s['runs']} runs)")
+    if "speedup_vs_qkan_exact" in result:
+        lines.append(f"  qkan_fast is {result['speedup_vs_qkan_exact']:.1f}x faster than qkan exact; loss curves over "
+                     f"{len(result['loss_curves']['qkan_fast'])} Adam steps agree to "
+                     f"{result['loss_curve_max_rel_diff']:.1e} (largest relative difference)")
+    return "\n".join(lines)
