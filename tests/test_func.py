@@ -1,7 +1,7 @@
 """torch.func over our engines: vmap, grad, jacrev (and vmap(grad), vmap over parameter sets) on
 QKANLayer, QKAN and a qkan model on our solver, held against engine="reference" (pure torch, which
-every transform supports) in float64. Forward mode (jacfwd, hessian) and second derivatives are not
-implemented by the kernels: they must raise an error that says so."""
+every transform supports) in float64. Forward mode (jacfwd, hessian, jvp) and nested reverse mode
+run the twice-differentiable torch form (higher_order.postacts_torch), also held to the reference."""
 
 from __future__ import annotations
 
@@ -191,20 +191,31 @@ def test_qkan_model_on_our_solver():
         torch.testing.assert_close(g_ours[name], g_ref[name], **TOL, msg=lambda m, name=name: f"{name}: {m}")
 
 
-@pytest.mark.parametrize("engine", ["circuit", "spectral"])
-def test_forward_mode_and_second_order_raise_clear_errors(engine):
-    ours, ref = _twins(_layer_maker("pz", True, False), seed=15, engine=engine)
+@pytest.mark.parametrize("case", LAYER_CASES, ids=IDS)
+@pytest.mark.parametrize("engine", ["circuit", "spectral", "auto"])
+def test_forward_mode_and_second_order(engine, case):
+    if engine == "spectral" and (case[2] or case[0] == "rpz"):
+        pytest.skip("the spectral engine needs frozen encodings (the twins get random rpz weights)")
+    ours, ref = _twins(_layer_maker(*case), seed=15, engine=engine)
     x = _x(3, 3, seed=16)
-    with pytest.raises(NotImplementedError, match="forward-mode"):
-        jacfwd(ours)(x)
-    f = lambda v: ours(v).sum()  # noqa: E731
-    with pytest.raises(NotImplementedError, match="forward-mode"):
-        hessian(f)(x)
-    with pytest.raises(RuntimeError, match="second derivatives"):
-        jacrev(jacrev(f))(x)
-    # the reference engine has both (the suggested way out in the messages)
-    assert jacfwd(ref)(x).shape == (3, 2, 3, 3)
-    torch.testing.assert_close(hessian(lambda v: ref(v).sum())(x), jacrev(jacrev(lambda v: ref(v).sum()))(x), **TOL)
+    torch.testing.assert_close(jacfwd(ours)(x), jacfwd(ref)(x), **TOL)
+    f, f_ref = (lambda v: ours(v).sum()), (lambda v: ref(v).sum())  # noqa: E731
+    want = hessian(f_ref)(x)
+    torch.testing.assert_close(hessian(f)(x), want, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(jacrev(jacrev(f))(x), want, rtol=1e-9, atol=1e-10)
+    def grad_of_grad(m):
+        return grad(lambda v: grad(lambda w: m(w[None]).sum())(v).square().sum())(x[0])
+
+    torch.testing.assert_close(grad_of_grad(ours), grad_of_grad(ref), rtol=1e-9, atol=1e-10)
+    _, tangent = torch.func.jvp(ours, (x,), (torch.ones_like(x),))
+    torch.testing.assert_close(tangent, torch.func.jvp(ref, (x,), (torch.ones_like(x),))[1], **TOL)
+    # the Hessian in the parameters too
+    p_ours, p_ref = _params(ours), _params(ref)
+    h = hessian(lambda p: functional_call(ours, p, (x,)).sum())(p_ours)
+    h_ref = hessian(lambda p: functional_call(ref, p, (x,)).sum())(p_ref)
+    for a in h_ref:
+        for b in h_ref[a]:
+            torch.testing.assert_close(h[a][b], h_ref[a][b], rtol=1e-8, atol=1e-10, msg=f"d2/d{a} d{b}")
     # outside the transforms the ordinary autograd path is unchanged
     xx = x.clone().requires_grad_(True)
     ours(xx).sum().backward()

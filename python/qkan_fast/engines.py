@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from . import circuit, higher_order, reference, spectral  # noqa: F401  (higher_order: autograd formulas of the backward ops)
+from . import circuit, higher_order, reference, spectral
 from .common import canonical_ansatz, check_engine, check_tensor, check_x
 
 
@@ -76,6 +76,9 @@ def daruan_postacts(
         phi = reference.postacts(x, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, fast_measure=fast_measure,
                                  preact_trainable=preact_trainable,
                                  out_dim=1 if theta.dim() == 3 and pre_w.dim() == 2 else None)  # as the circuit: [B, 1, I]
+    elif higher_order.torch_form_needed():  # jacfwd, hessian, nested torch.func transforms
+        phi = higher_order.postacts_torch(x, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, fast_measure=fast_measure,
+                                          preact_trainable=preact_trainable)
     else:
         phi = circuit.postacts(x, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, fast_measure=fast_measure,
                                preact_trainable=preact_trainable)
@@ -152,7 +155,9 @@ def qkan_layer(
     check_tensor("theta", theta, None, x)
     weight = postact_weights * mask  # [O, I]
     kw = dict(ansatz=ansatz, reps=reps, fast_measure=fast_measure, preact_trainable=preact_trainable)
-    if _spectral_runs(engine, x, theta, preacts_weight, **kw):
+    if higher_order.torch_form_needed():  # jacfwd, hessian, nested torch.func transforms
+        y = higher_order.layer_torch(x, theta, preacts_weight, preacts_bias, weight, **kw)
+    elif _spectral_runs(engine, x, theta, preacts_weight, **kw):
         y = spectral.layer(x, theta, preacts_weight, preacts_bias, weight, **kw)
     else:
         y = circuit.layer(x, theta, preacts_weight, preacts_bias, weight, **kw)

@@ -278,3 +278,38 @@ def _born_coef_backward_backward(ctx, bar_theta, bar_b, bar_w):
 
 spectral.spectral_born_coef_backward.register_autograd(_born_coef_backward_backward,
                                                         setup_context=_born_coef_backward_setup)
+
+
+# --------------------------------------------------------------------------------------------
+# torch.func transforms that the kernels' custom ops cannot follow: forward mode (jvp, jacfwd,
+# hessian) and nested reverse mode (jacrev of jacrev, grad of grad). There the layer runs as the
+# torch form above, with the coefficients sampled in torch (2R+1 circuit evaluations per edge,
+# independent of the batch), so that every transform composes; trainable encodings (and rpz,
+# whose w == 1 test would read values) take the torch circuit.
+
+
+def torch_form_needed() -> bool:
+    """True under a torch.func transform stack with a forward-mode level or two reverse levels."""
+    if not torch._C._are_functorch_transforms_active():
+        return False
+    from torch._functorch.pyfunctorch import TransformType, retrieve_all_functorch_interpreters
+
+    keys = [interpreter.key() for interpreter in retrieve_all_functorch_interpreters()]
+    return TransformType.Jvp in keys or keys.count(TransformType.Grad) >= 2
+
+
+def postacts_torch(x: Tensor, theta: Tensor, pre_w: Tensor, pre_b: Tensor, *, ansatz: str, reps: int,
+                   fast_measure: bool, preact_trainable: bool) -> Tensor:
+    """phi [B, O, I] ([B, 1, I] for grouped parameters) in torch ops only, any transform, any order."""
+    if preact_trainable or ansatz == "rpz" or x.dtype not in (torch.float32, torch.float64):
+        out_dim = 1 if theta.dim() == 3 and pre_w.dim() == 2 else None
+        return reference.postacts(x, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, fast_measure=fast_measure,
+                                  preact_trainable=preact_trainable, out_dim=out_dim)
+    theta_e, bias, code = spectral.edge_params(theta, pre_b, ansatz, reps, x.shape[1], 0, x.dtype)
+    coef = sampled_coefficients(theta_e, bias, code, reps, 1)[:, :, 0]  # [O, I, 2R+1]
+    return _measure(_born_of_coefficients(coef, _angle(x, ansatz == "px"), reps), fast_measure)
+
+
+def layer_torch(x: Tensor, theta: Tensor, pre_w: Tensor, pre_b: Tensor, weight: Tensor, **kw) -> Tensor:
+    """y = sum_i weight[o, i] * phi_oi(x[b, i]) [B, O] by postacts_torch."""
+    return torch.einsum("boi,oi->bo", postacts_torch(x, theta, pre_w, pre_b, **kw), weight)

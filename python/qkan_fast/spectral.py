@@ -230,7 +230,7 @@ def mix_form_of_px(theta: Tensor) -> Tensor:
     return torch.stack([col0 + shift, torch.zeros_like(col0)], dim=-1)
 
 
-def _edge_params(theta: Tensor, preacts_bias: Tensor, ansatz: str, reps: int, in_dim: int, out_dim: int,
+def edge_params(theta: Tensor, preacts_bias: Tensor, ansatz: str, reps: int, in_dim: int, out_dim: int,
                  dtype: torch.dtype) -> tuple[Tensor, Tensor, int]:
     """theta [O, I, Rt, P] and (rpz) biases [O, I, R] (else empty) for the coefficient kernels, in
     dtype, with the ansatz code they run as: grouped parameters expanded to the edges (to out_dim
@@ -262,7 +262,7 @@ def coefficients(
     """The Fourier coefficients of every edge's Born value Z (and X, Y with bloch) in the data
     angle, differentiable in theta and (rpz) preacts_bias; in `dtype` (default theta's), computed in
     float64 and rounded when exact (the backward stays in `dtype`)."""
-    theta, b, code = _edge_params(theta, preacts_bias, canonical_ansatz(ansatz), reps, in_dim, 0,
+    theta, b, code = edge_params(theta, preacts_bias, canonical_ansatz(ansatz), reps, in_dim, 0,
                                   dtype or theta.dtype)
     c = spectral_coef(theta, b, code, reps, 3 if bloch else 1, exact)
     return c if bloch else c[:, :, 0]
@@ -561,7 +561,7 @@ def layer(
         coef = coef.expand(out_dim, in_dim, coef.shape[2]).unsqueeze(2).contiguous()  # [O, I, 1, 2R+1]
         return spectral_fused_layer(x, coef, weight.contiguous(), reps, px)
     # Born: one GEMM, (B, 2R*I) x (2R*I, O), with pw and mask folded into the coefficients
-    theta_e, b, code = _edge_params(theta, preacts_bias, ansatz, reps, in_dim, out_dim, x.dtype)
+    theta_e, b, code = edge_params(theta, preacts_bias, ansatz, reps, in_dim, out_dim, x.dtype)
     cwt, c0 = spectral_born_coef(theta_e, b, weight.to(x.dtype), code, reps)  # [2R, I, O], [O]
     basis_t = spectral_basis(x, reps, px)  # [2R, I, B]
     return _BornGemm.apply(basis_t.reshape(-1, x.shape[0]), cwt.reshape(-1, out_dim), c0)
