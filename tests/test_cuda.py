@@ -30,7 +30,6 @@ from conftest import (
     ANSATZE,
     PARAM_NAMES,
     assert_close_scaled,
-    call_layer,
     make_gen,
     make_params,
     make_x,
