@@ -17,7 +17,8 @@ from torch import Tensor
 from . import _C
 from .common import ANSATZ_CODES, check_circuit_inputs, check_px_domain, expand_group, uses_encoding
 
-_DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2}  # csrc/daruan.h DType
+# bfloat16: CUDA only (the CPU entry points refuse it)
+_DTYPE_CODES = {torch.float32: _C.DType.float32, torch.float64: _C.DType.float64, torch.bfloat16: _C.DType.bfloat16}
 
 
 def _ptr(t: Optional[Tensor]) -> int:
@@ -29,7 +30,7 @@ def _params(x, theta, pre_w, pre_b, ansatz: int, reps: int, fast_measure: bool, 
     p.batch, p.in_dim = x.shape
     p.out_dim = theta.shape[0]
     p.reps = reps
-    p.ansatz = ansatz
+    p.ansatz = _C.Ansatz(ansatz)
     p.dtype = _DTYPE_CODES[x.dtype]
     p.fast_measure = fast_measure
     p.encode = encode

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-ANSATZE = ("pz", "rpz", "px", "real", "mix")  # order = the Ansatz codes of csrc/daruan.h
+ANSATZE = ("pz", "rpz", "px", "real", "mix")  # order = the int values of _C.Ansatz (csrc/core_types.h)
 ALIASES = {"pz_encoding": "pz", "rpz_encoding": "rpz", "px_encoding": "px"}
 ANSATZ_CODES = {name: code for code, name in enumerate(ANSATZE)}
 ENGINES = ("auto", "circuit", "spectral", "reference")
