@@ -21,6 +21,18 @@ from .common import ANSATZ_CODES, check_circuit_inputs, check_px_domain, expand_
 _DTYPE_CODES = {torch.float32: _C.DType.float32, torch.float64: _C.DType.float64, torch.bfloat16: _C.DType.bfloat16}
 
 
+_READY_DEVICES: set = set()
+
+
+def _check_cuda_device(index: int) -> None:
+    """Once per device, before its first launch: can this driver and GPU run the compiled kernels?
+    _C.cuda_check raises a RuntimeError naming the driver version, the GPU and the compiled archs
+    instead of a bare "no kernel image" from inside a launch."""
+    if index not in _READY_DEVICES:
+        _C.cuda_check(index)
+        _READY_DEVICES.add(index)
+
+
 def _ptr(t: Optional[Tensor]) -> int:
     return 0 if t is None or t.numel() == 0 else t.data_ptr()
 
@@ -41,6 +53,7 @@ def _params(x, theta, pre_w, pre_b, ansatz: int, reps: int, fast_measure: bool, 
         p.pre_b = pre_b.data_ptr()
     if x.is_cuda:
         p.device = x.device.index if x.device.index is not None else torch.cuda.current_device()
+        _check_cuda_device(p.device)
         p.stream = torch.cuda.current_stream(x.device).cuda_stream
     else:
         p.num_threads = torch.get_num_threads()
