@@ -44,8 +44,10 @@ void call_cpu(const CircuitParams& p) {
 #ifdef QKAN_FAST_CUDA
 #define QKF_CUDA_CALL(fn) \
   [](const CircuitParams& p) { py::gil_scoped_release release; qkan_fast::fn(p); }
+namespace qkan_fast { py::dict cuda_check(int device_index); }  // csrc/cuda_check.cpp
 #else
 #define QKF_CUDA_CALL(fn) [](const CircuitParams&) { require_cuda(); }
+namespace qkan_fast { py::dict cuda_check(int) { require_cuda(); return {}; } }
 #endif
 
 void bind_spectral(py::module_& m);  // csrc/spectral_bindings.cpp: the spectral engine's entry points
@@ -90,6 +92,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("circuit_forward_cuda", QKF_CUDA_CALL(circuit_forward_cuda));
   m.def("circuit_postacts_cuda", QKF_CUDA_CALL(circuit_postacts_cuda));
   m.def("circuit_backward_cuda", QKF_CUDA_CALL(circuit_backward_cuda));
+  m.def("cuda_check", &qkan_fast::cuda_check, py::arg("device_index"), "driver/GPU/arch check; dict or RuntimeError");
 
   bind_spectral(m);
 
