@@ -45,7 +45,7 @@ echo "== wheel (pip wheel $([ "$FROM_SDIST" = 1 ] && echo "$sdist" || echo .) --
 src=.
 [ "$FROM_SDIST" = 1 ] && src=$sdist
 start=$(date +%s)
-"$PYTHON" -m pip wheel "$src" -w "$raw" --no-deps
+"$PYTHON" -m pip wheel "$src" -w "$raw" --no-deps --no-cache-dir  # no stale wheel from pip's cache
 echo "   compiled in $(( $(date +%s) - start )) s wall"
 wheel_raw=$(ls "$raw"/qkan_fast-*.whl)
 
@@ -84,4 +84,4 @@ echo "   sdist: $sdist ($(du -h "$sdist" | cut -f1))"
 echo "   wheel: $wheel"
 echo "   size:  $(du -h "$wheel" | cut -f1) ($(stat -c %s "$wheel") bytes)"
 echo "   tags:  $(unzip -p "$wheel" 'qkan_fast-*.dist-info/WHEEL' | sed -n 's/^Tag: //p' | tr '\n' ' ')"
-echo "   CUDA code: $cuda_in (requested: $QKAN_FAST_CUDA_ARCHS)"
+echo "   CUDA code: $cuda_in (QKAN_FAST_CUDA=$QKAN_FAST_CUDA, QKAN_FAST_CUDA_ARCHS=$QKAN_FAST_CUDA_ARCHS)"
