@@ -1,12 +1,16 @@
-// The pybind11 module qkan_fast._C: plain functions over CircuitParams. Python (ops.py) has
-// already checked every tensor; here pointers arrive as integers and the GIL is released while
-// the kernels run, so Python threads can call layers concurrently.
+// The pybind11 module qkan_fast._C: the typed enums, the circuit engine's params struct and entry
+// points, and build_info (the spectral engine's part is spectral_bindings.cpp). Python (ops.py) has
+// already checked every tensor; pointers arrive as integers, every entry point checks codes, sizes
+// and pointers again (checks.cpp: std::invalid_argument, i.e. ValueError), and the GIL is released
+// while the kernels run, so Python threads can call layers concurrently.
 #include <pybind11/pybind11.h>
 
 #include <stdexcept>
 #include <string>
 
-#include "cpu/dispatch.h"
+#include "bind_util.h"
+#include "core_types.h"
+#include "cpu/isa.h"
 #include "params.h"
 
 namespace py = pybind11;
@@ -18,42 +22,52 @@ using qkan_fast::CircuitParams;
 
 namespace {
 
-template <class Ptr>
-void def_pointer(py::class_<CircuitParams>& cls, const char* name, Ptr CircuitParams::*field) {
-  cls.def_property(
-      name, [field](const CircuitParams& p) { return reinterpret_cast<std::uintptr_t>(p.*field); },
-      [field](CircuitParams& p, std::uintptr_t v) { p.*field = reinterpret_cast<Ptr>(v); });
+#ifdef QKAN_FAST_CUDA
+template <void (*Cuda)(const CircuitParams&)>
+void call_cuda(const CircuitParams& p) {
+  py::gil_scoped_release release;
+  Cuda(p);
 }
-
-void require_cuda() {
-#ifndef QKAN_FAST_CUDA
+#define QKF_CUDA_CALL(fn) &call_cuda<qkan_fast::fn>
+#else
+void no_cuda(const CircuitParams&) {
   throw std::runtime_error(
       "qkan_fast was built without CUDA (no CUDA compiler at build time, or QKAN_FAST_CUDA=OFF); "
       "rebuild with nvcc on PATH to run on a GPU");
+}
+#define QKF_CUDA_CALL(fn) &no_cuda
 #endif
-}
-
-template <void (*Cpu)(const CircuitParams&)>
-void call_cpu(const CircuitParams& p) {
-  py::gil_scoped_release release;
-  Cpu(p);
-}
 
 }  // namespace
 
 #ifdef QKAN_FAST_CUDA
-#define QKF_CUDA_CALL(fn) \
-  [](const CircuitParams& p) { py::gil_scoped_release release; qkan_fast::fn(p); }
 namespace qkan_fast { py::dict cuda_check(int device_index); }  // csrc/cuda_check.cpp
 #else
-#define QKF_CUDA_CALL(fn) [](const CircuitParams&) { require_cuda(); }
-namespace qkan_fast { py::dict cuda_check(int) { require_cuda(); return {}; } }
+namespace qkan_fast { py::dict cuda_check(int) { no_cuda(CircuitParams{}); return {}; } }
 #endif
 
 void bind_spectral(py::module_& m);  // csrc/spectral_bindings.cpp: the spectral engine's entry points
 
 PYBIND11_MODULE(_C, m) {
+  using namespace qkan_fast;
   m.doc() = "qkan_fast compiled core (framework-free: no libtorch)";
+
+  py::enum_<Ansatz>(m, "Ansatz", "the circuit of one edge (SPEC.md section 1)")
+      .value("pz", kPZ)
+      .value("rpz", kRPZ)
+      .value("px", kPX)
+      .value("real", kREAL)
+      .value("mix", kMIX);
+  py::enum_<DType>(m, "DType", "storage type of every tensor of a call; bfloat16 runs on CUDA only")
+      .value("float32", kFloat32)
+      .value("float64", kFloat64)
+      .value("bfloat16", kBFloat16);
+  py::enum_<Isa>(m, "Isa", "instruction-set copy of the CPU kernels")
+      .value("generic", Isa::kGeneric)
+      .value("avx2", Isa::kAvx2)
+      .value("avx512", Isa::kAvx512);
+  m.attr("MAX_REPS") = kMaxReps;
+  m.def("cpu_isa", &cpu_isa, "the ISA copy the CPU kernels run (QKAN_FAST_ISA=generic|avx2 lowers it)");
 
   py::class_<CircuitParams> cls(m, "CircuitParams");
   cls.def(py::init<>())
@@ -67,27 +81,26 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("encode", &CircuitParams::encode)
       .def_readwrite("num_threads", &CircuitParams::num_threads)
       .def_readwrite("device", &CircuitParams::device)
-      .def_readwrite("stream", &CircuitParams::stream)
-      .def_readwrite("deterministic", &CircuitParams::deterministic);
-  def_pointer(cls, "x", &CircuitParams::x);
-  def_pointer(cls, "theta", &CircuitParams::theta);
-  def_pointer(cls, "pre_w", &CircuitParams::pre_w);
-  def_pointer(cls, "pre_b", &CircuitParams::pre_b);
-  def_pointer(cls, "weight", &CircuitParams::weight);
-  def_pointer(cls, "y", &CircuitParams::y);
-  def_pointer(cls, "postacts", &CircuitParams::postacts);
-  def_pointer(cls, "grad_y", &CircuitParams::grad_y);
-  def_pointer(cls, "grad_postacts", &CircuitParams::grad_postacts);
-  def_pointer(cls, "grad_x", &CircuitParams::grad_x);
-  def_pointer(cls, "grad_theta", &CircuitParams::grad_theta);
-  def_pointer(cls, "grad_pre_w", &CircuitParams::grad_pre_w);
-  def_pointer(cls, "grad_pre_b", &CircuitParams::grad_pre_b);
-  def_pointer(cls, "grad_weight", &CircuitParams::grad_weight);
+      .def_readwrite("stream", &CircuitParams::stream);
+  bind_pointer(cls, "x", &CircuitParams::x);
+  bind_pointer(cls, "theta", &CircuitParams::theta);
+  bind_pointer(cls, "pre_w", &CircuitParams::pre_w);
+  bind_pointer(cls, "pre_b", &CircuitParams::pre_b);
+  bind_pointer(cls, "weight", &CircuitParams::weight);
+  bind_pointer(cls, "y", &CircuitParams::y);
+  bind_pointer(cls, "postacts", &CircuitParams::postacts);
+  bind_pointer(cls, "grad_y", &CircuitParams::grad_y);
+  bind_pointer(cls, "grad_postacts", &CircuitParams::grad_postacts);
+  bind_pointer(cls, "grad_x", &CircuitParams::grad_x);
+  bind_pointer(cls, "grad_theta", &CircuitParams::grad_theta);
+  bind_pointer(cls, "grad_pre_w", &CircuitParams::grad_pre_w);
+  bind_pointer(cls, "grad_pre_b", &CircuitParams::grad_pre_b);
+  bind_pointer(cls, "grad_weight", &CircuitParams::grad_weight);
 
-  m.def("circuit_forward_cpu", &call_cpu<qkan_fast::circuit_forward_cpu>,
+  m.def("circuit_forward_cpu", &release_gil<CircuitParams, circuit_forward_cpu>,
         "y[b,o] = sum_i weight[o,i] * phi_oi(x[b,i])");
-  m.def("circuit_postacts_cpu", &call_cpu<qkan_fast::circuit_postacts_cpu>, "phi (B, O, I)");
-  m.def("circuit_backward_cpu", &call_cpu<qkan_fast::circuit_backward_cpu>,
+  m.def("circuit_postacts_cpu", &release_gil<CircuitParams, circuit_postacts_cpu>, "phi (B, O, I)");
+  m.def("circuit_backward_cpu", &release_gil<CircuitParams, circuit_backward_cpu>,
         "gradients of y (or of postacts) by adjoint recomputation");
   m.def("circuit_forward_cuda", QKF_CUDA_CALL(circuit_forward_cuda));
   m.def("circuit_postacts_cuda", QKF_CUDA_CALL(circuit_postacts_cuda));
@@ -109,7 +122,7 @@ PYBIND11_MODULE(_C, m) {
 #else
     info["cpu_isa_compiled"] = py::make_tuple("generic");
 #endif
-    info["cpu_isa"] = qkan_fast::cpu_isa();
+    info["cpu_isa"] = isa_name(cpu_isa());
 #ifdef QKAN_FAST_CUDA
     info["cuda"] = true;
     info["cuda_archs"] = QKAN_FAST_CUDA_ARCHS;

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core_types.h"
+
 #if defined(__CUDACC__)
 #define QKF_HD __host__ __device__ __forceinline__
 #else
@@ -17,10 +19,6 @@
 #endif
 
 namespace qkan_fast {
-
-// Stable codes shared with python/qkan_fast/ops.py.
-enum Ansatz : int { kPZ = 0, kRPZ = 1, kPX = 2, kREAL = 3, kMIX = 4 };
-enum DType : int { kFloat32 = 0, kFloat64 = 1, kBFloat16 = 2 };
 
 // Number of trainable angles per repetition row of theta, and the number of rows.
 QKF_HD int theta_cols(int ansatz) { return (ansatz == kPZ || ansatz == kMIX) ? 2 : 1; }

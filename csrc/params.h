@@ -1,8 +1,12 @@
 // Plain pointers and sizes handed from Python to every kernel (CPU and CUDA). No torch here:
-// python/qkan_fast/ops.py checks device, dtype, contiguity and shapes before filling this in.
+// python/qkan_fast/ops.py checks device, dtype, contiguity and shapes before filling this in;
+// the entry points check codes, sizes and pointers again (check_circuit) and refuse what they do
+// not handle.
 #pragma once
 
 #include <cstdint>
+
+#include "core_types.h"
 
 namespace qkan_fast {
 
@@ -11,8 +15,8 @@ struct CircuitParams {
   int64_t in_dim = 0;   // I
   int64_t out_dim = 0;  // O
   int reps = 0;         // R
-  int ansatz = 0;       // Ansatz code (daruan.h)
-  int dtype = 0;        // DType code (daruan.h)
+  Ansatz ansatz = kPZ;
+  DType dtype = kFloat32;
   bool fast_measure = true;
   bool encode = false;  // e_l = w[o,i,l] * x + b[o,i,l] instead of e_l = x
 
@@ -41,8 +45,15 @@ struct CircuitParams {
   // CUDA launch
   int device = 0;
   std::uintptr_t stream = 0;
-  bool deterministic = false;
 };
+
+// Which entry point a CircuitParams is checked for (checks.cpp).
+enum class CircuitOp : int { kForward, kPostacts, kBackward };
+enum class Device : int { kCpu, kCuda };
+
+// Throws std::invalid_argument (Python: ValueError) for a code, size or pointer that the entry
+// point does not handle; every circuit entry point, CPU and CUDA, calls it first.
+void check_circuit(const CircuitParams& p, CircuitOp op, Device device);
 
 // CPU entry points (csrc/cpu/circuit.cpp)
 void circuit_forward_cpu(const CircuitParams& p);

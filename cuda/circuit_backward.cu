@@ -7,8 +7,7 @@
 // weight [O, I]) or grad_postacts [B, O, I].
 //
 // Two kernels, one per reduction axis, both free of atomics and scratch memory, so every result
-// is a fixed-order sum: bit-identical run to run. CircuitParams::deterministic is therefore
-// accepted and needs no different code path.
+// is a fixed-order sum: bit-identical run to run.
 //
 // Edge kernel (sums over b). A block owns TO consecutive outputs o of one input i, one thread per
 // (edge, sample slot) with the edge fastest; SL = NT / TO sample slots walk the batch in chunks.
@@ -40,14 +39,19 @@ struct EdgeConfig {
   int NQ = 1;       // accumulated values per edge
   int64_t n_ot = 1; // output tiles
   bool need_theta = false, need_pw = false, need_pb = false, need_w = false;
+  bool gpost = false;  // upstream gradient is grad_postacts [B, O, I] (else grad_y [B, O] with weight)
+  bool fuse = false;   // also reduce grad_x over the block's outputs (one block holds every output)
 };
 
 // accumulator rows: theta [0, K), pre_w [K, K+R), pre_b [K+R, K+2R) (ENC), weight (grad_y mode)
 template <bool ENC> QKF_DEV int acc_row_w(int K, int R) { return K + (ENC ? 2 * R : 0); }
 
-template <class T, int A, bool FAST, bool ENC, bool GPOST, bool FUSE_DX>
+// The measure, the upstream gradient's kind and the fused grad_x are uniform run-time branches:
+// one kernel per dtype x ansatz x encoding instead of eight (build time).
+template <class T, int A, bool ENC>
 QKF_GLOBAL void __launch_bounds__(512) circuit_backward_edge_kernel(const CircuitParams p, const EdgeConfig cfg) {
   using C = Acc<T>;
+  const bool FAST = p.fast_measure, GPOST = cfg.gpost, FUSE_DX = cfg.fuse;
   QKF_DYNAMIC_SMEM(smem_raw);
   C* smem = reinterpret_cast<C*>(smem_raw);
   const int TO = cfg.TO, NT = cfg.NT, SL = NT / TO, J = cfg.J, CB = SL * J, K = cfg.K, S = cfg.S, NQ = cfg.NQ;
@@ -143,7 +147,7 @@ QKF_GLOBAL void __launch_bounds__(512) circuit_backward_edge_kernel(const Circui
           auto data = [&](int l) { return ENC ? data_gate<C, A>(ew[l] * xv + eb[l]) : d0; };
           const Qubit<C> q = edge_forward<C, A>(rot, R, data);
           Qubit<C> lam;
-          const C phi = measure<C, FAST>(q, &lam);
+          const C phi = FAST ? measure<C, true>(q, &lam) : measure<C, false>(q, &lam);
           if (need_w) acc[row_w * NT] += gyv * phi;
           if (need_adjoint) {
             lam = {lam.ar * coef, lam.ai * coef, lam.br * coef, lam.bi * coef};
@@ -216,11 +220,13 @@ struct InputConfig {
   int K = 1;
   int S = 1;
   int64_t nbt = 1;  // sample tiles
+  bool gpost = false;  // upstream gradient is grad_postacts (else grad_y with weight)
 };
 
-template <class T, int A, bool FAST, bool ENC, bool GPOST>
+template <class T, int A, bool ENC>
 QKF_GLOBAL void __launch_bounds__(256) circuit_backward_input_kernel(const CircuitParams p, const InputConfig cfg) {
   using C = Acc<T>;
+  const bool FAST = p.fast_measure, GPOST = cfg.gpost;
   QKF_DYNAMIC_SMEM(smem_raw);
   C* smem = reinterpret_cast<C*>(smem_raw);
   const int TB = cfg.TB, TI = cfg.TI, CO = cfg.CO, K = cfg.K, S = cfg.S, R = p.reps;
@@ -314,7 +320,10 @@ QKF_GLOBAL void __launch_bounds__(256) circuit_backward_input_kernel(const Circu
         auto data = [&](int l) { return ENC ? data_gate<C, A>(ew[l] * xv + eb[l]) : d0; };
         const Qubit<C> q = edge_forward<C, A>(rot, R, data);
         Qubit<C> lam;
-        measure<C, FAST>(q, &lam);
+        if (FAST)
+          measure<C, true>(q, &lam);
+        else
+          measure<C, false>(q, &lam);
         lam = {lam.ar * coef, lam.ai * coef, lam.br * coef, lam.bi * coef};
         edge_adjoint<C, A>(
             q, lam, rot, R, data, [](int, C) {},
@@ -353,7 +362,7 @@ inline int backward_override() {
   return 0;
 }
 
-template <class T, int A, bool FAST, bool ENC>
+template <class T, int A, bool ENC>
 void launch_backward(const CircuitParams& p) {
   using C = Acc<T>;
   const int64_t B = p.batch, I = p.in_dim, O = p.out_dim;
@@ -410,13 +419,13 @@ void launch_backward(const CircuitParams& p) {
     if (force == 2) fused = false;
   }
 
-  auto run_edges = [&](const EdgeConfig& c, bool fuse) {
+  auto run_edges = [&](const EdgeConfig& cfg, bool fuse) {
+    EdgeConfig c = cfg;
+    c.gpost = gpost;
+    c.fuse = fuse;
     const size_t smem = static_cast<size_t>(edge_smem_elems(c, ENC, fuse)) * sizeof(C);
     const int64_t grid = c.n_ot * I;
-    auto kernel = gpost ? (fuse ? &circuit_backward_edge_kernel<T, A, FAST, ENC, true, true>
-                                : &circuit_backward_edge_kernel<T, A, FAST, ENC, true, false>)
-                        : (fuse ? &circuit_backward_edge_kernel<T, A, FAST, ENC, false, true>
-                                : &circuit_backward_edge_kernel<T, A, FAST, ENC, false, false>);
+    auto kernel = &circuit_backward_edge_kernel<T, A, ENC>;
     allow_smem(kernel, smem, lim, "circuit_backward_edge_kernel", p);
     QKF_LAUNCH(kernel, dim3(static_cast<unsigned>(grid)), dim3(c.NT), smem, stream, p, c);
     check_launch(fuse ? "circuit_backward_edge_kernel<fused grad_x>" : "circuit_backward_edge_kernel", p, grid,
@@ -473,15 +482,15 @@ void launch_backward(const CircuitParams& p) {
     const int64_t grid = c.nbt * ceil_div(I, c.TI);
     const int block = c.TB * c.TI;
     const size_t smem = static_cast<size_t>(bytes(c.CO));
-    auto kernel = gpost ? &circuit_backward_input_kernel<T, A, FAST, ENC, true>
-                        : &circuit_backward_input_kernel<T, A, FAST, ENC, false>;
+    c.gpost = gpost;
+    auto kernel = &circuit_backward_input_kernel<T, A, ENC>;
     allow_smem(kernel, smem, lim, "circuit_backward_input_kernel", p);
     QKF_LAUNCH(kernel, dim3(static_cast<unsigned>(grid)), dim3(block), smem, stream, p, c);
     check_launch("circuit_backward_input_kernel", p, grid, block, smem);
   }
 }
 
-#define QKF_INSTANTIATE_BACKWARD(T, A, FAST, ENC) template void launch_backward<T, A, FAST, ENC>(const CircuitParams&);
+#define QKF_INSTANTIATE_BACKWARD(T, A, ENC) template void launch_backward<T, A, ENC>(const CircuitParams&);
 QKF_FOR_EACH_CONFIG(QKF_INSTANTIATE_BACKWARD)
 #undef QKF_INSTANTIATE_BACKWARD
 
@@ -489,18 +498,11 @@ QKF_FOR_EACH_CONFIG(QKF_INSTANTIATE_BACKWARD)
 
 void circuit_backward_cuda(const CircuitParams& p) {
   using namespace cuda_kernels;
-  check_common(p, "backward");
-  if ((p.grad_y != nullptr) == (p.grad_postacts != nullptr))
-    throw std::invalid_argument("qkan_fast CUDA backward: set exactly one of grad_y (with weight) or grad_postacts");
-  if (p.grad_y && !p.weight) throw std::invalid_argument("qkan_fast CUDA backward: grad_y needs weight");
-  if (p.grad_postacts && p.grad_weight)
-    throw std::invalid_argument("qkan_fast CUDA backward: grad_weight is defined for grad_y only, not grad_postacts");
+  check_circuit(p, CircuitOp::kBackward, Device::kCuda);
   DeviceGuard guard(p.device, p);
   QKF_DTYPE_SWITCH(p.dtype, T, [&] {
     QKF_ANSATZ_SWITCH(p.ansatz, A, [&] {
-      QKF_BOOL_SWITCH(p.fast_measure, FAST, [&] {
-        QKF_BOOL_SWITCH(p.encode, ENC, [&] { launch_backward<T, A, FAST, ENC>(p); });
-      });
+      QKF_BOOL_SWITCH(p.encode, ENC, [&] { launch_backward<T, A, ENC>(p); });
     });
   });
 }

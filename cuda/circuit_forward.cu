@@ -25,11 +25,15 @@ struct ForwardConfig {
   int K = 1;       // theta entries per edge (Rt * P)
   int S = 1;       // shared-memory stride of one edge (edge_slot_stride)
   int64_t nbt = 1; // number of sample tiles
+  bool post = false;  // the postacts entry: stage and write phi [B, O, I] instead of y
 };
 
-template <class T, int A, bool FAST, bool ENC, bool POST>
+// The measure and the entry (y or postacts) are uniform run-time branches: one kernel per dtype x
+// ansatz x encoding instead of four (build time; the branches are the same for every thread).
+template <class T, int A, bool ENC>
 QKF_GLOBAL void __launch_bounds__(256) circuit_forward_kernel(const CircuitParams p, const ForwardConfig cfg) {
   using C = Acc<T>;
+  const bool POST = cfg.post, FAST = p.fast_measure;
   QKF_DYNAMIC_SMEM(smem_raw);
   C* smem = reinterpret_cast<C*>(smem_raw);
   const int TB = cfg.TB, TO = cfg.TO, CI = cfg.CI, K = cfg.K, S = cfg.S, R = p.reps;
@@ -123,7 +127,7 @@ QKF_GLOBAL void __launch_bounds__(256) circuit_forward_kernel(const CircuitParam
           const Rot<C> d{d_s[ci * DS + b_off], d_s[(CI + ci) * DS + b_off]};
           q = edge_forward<C, A>(rot, R, [&](int) { return d; });
         }
-        const C phi = measure<C, FAST>(q, nullptr);
+        const C phi = FAST ? measure<C, true>(q, nullptr) : measure<C, false>(q, nullptr);
         if (POST)
           out_s[(o_off * TB + b_off) * CIp + ci] = phi;
         else
@@ -150,7 +154,7 @@ inline int64_t forward_smem_elems(int TB, int TO, int CI, int S, bool enc, bool 
          (post ? int64_t(TO) * TB * (CI | 1) : 0);
 }
 
-template <class T, int A, bool FAST, bool ENC>
+template <class T, int A, bool ENC>
 void launch_forward(const CircuitParams& p, bool post) {
   using C = Acc<T>;
   const int64_t B = p.batch, I = p.in_dim, O = p.out_dim;
@@ -179,13 +183,14 @@ void launch_forward(const CircuitParams& p, bool post) {
   if (grid > 2147483647LL) throw std::runtime_error("qkan_fast CUDA forward: grid too large [" + sizes_str(p) + "]");
 
   cudaStream_t stream = reinterpret_cast<cudaStream_t>(p.stream);
-  auto kernel = post ? &circuit_forward_kernel<T, A, FAST, ENC, true> : &circuit_forward_kernel<T, A, FAST, ENC, false>;
+  cfg.post = post;
+  auto kernel = &circuit_forward_kernel<T, A, ENC>;
   if (smem > 48 * 1024) allow_smem(kernel, smem, device_limits(p), "circuit_forward_kernel", p);
   QKF_LAUNCH(kernel, dim3(static_cast<unsigned>(grid)), dim3(block), smem, stream, p, cfg);
   check_launch(post ? "circuit_forward_kernel<postacts>" : "circuit_forward_kernel", p, grid, block, smem);
 }
 
-#define QKF_INSTANTIATE_FORWARD(T, A, FAST, ENC) template void launch_forward<T, A, FAST, ENC>(const CircuitParams&, bool);
+#define QKF_INSTANTIATE_FORWARD(T, A, ENC) template void launch_forward<T, A, ENC>(const CircuitParams&, bool);
 QKF_FOR_EACH_CONFIG(QKF_INSTANTIATE_FORWARD)
 #undef QKF_INSTANTIATE_FORWARD
 
@@ -194,17 +199,11 @@ QKF_FOR_EACH_CONFIG(QKF_INSTANTIATE_FORWARD)
 namespace {
 void run_forward(const CircuitParams& p, bool post) {
   using namespace cuda_kernels;
-  const char* entry = post ? "postacts" : "forward";
-  check_common(p, entry);
-  if (post ? !p.postacts : (!p.y || !p.weight))
-    throw std::invalid_argument(std::string("qkan_fast CUDA ") + entry +
-                                (post ? ": the postacts output must be set" : ": y and weight must be set"));
+  check_circuit(p, post ? CircuitOp::kPostacts : CircuitOp::kForward, Device::kCuda);
   DeviceGuard guard(p.device, p);
   QKF_DTYPE_SWITCH(p.dtype, T, [&] {
     QKF_ANSATZ_SWITCH(p.ansatz, A, [&] {
-      QKF_BOOL_SWITCH(p.fast_measure, FAST, [&] {
-        QKF_BOOL_SWITCH(p.encode, ENC, [&] { launch_forward<T, A, FAST, ENC>(p, post); });
-      });
+      QKF_BOOL_SWITCH(p.encode, ENC, [&] { launch_forward<T, A, ENC>(p, post); });
     });
   });
 }

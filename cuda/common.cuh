@@ -1,6 +1,6 @@
 // Shared pieces of the CUDA circuit kernels (cuda/circuit_forward.cu, cuda/circuit_backward.cu):
 // storage <-> compute conversions (bf16 is stored as __nv_bfloat16 and computed in float), the
-// static switches that turn the runtime flags of CircuitParams into template arguments, launch
+// static switches that turn the dtype, ansatz and encoding of CircuitParams into template arguments, launch
 // helpers (device guard, shared-memory opt-in, error checks) and small integer helpers.
 //
 // The kernels use nothing beyond __syncthreads, __shfl_xor_sync, dynamic shared memory and the
@@ -149,23 +149,6 @@ void allow_smem(Kernel kernel, size_t smem, const DeviceLimits& lim, const char*
              "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)", p);
 }
 
-inline void check_common(const CircuitParams& p, const char* entry) {
-  const std::string e = std::string("qkan_fast CUDA ") + entry + ": ";
-  if (p.batch < 1 || p.in_dim < 1 || p.out_dim < 1 || p.reps < 1)
-    throw std::invalid_argument(e + "sizes must be positive, got " + sizes_str(p));
-  if (p.ansatz < kPZ || p.ansatz > kMIX)
-    throw std::invalid_argument(e + "unknown ansatz code " + std::to_string(p.ansatz) + " (expected 0..4)");
-  if (p.dtype != kFloat32 && p.dtype != kFloat64 && p.dtype != kBFloat16)
-    throw std::invalid_argument(e + "unknown dtype code " + std::to_string(p.dtype) +
-                                " (expected 0 float32, 1 float64, 2 bfloat16)");
-  if (!p.x || !p.theta) throw std::invalid_argument(e + "x and theta must be set");
-  if (p.encode && (!p.pre_w || !p.pre_b))
-    throw std::invalid_argument(e + "encode=True needs preacts weight and bias pointers");
-  const int64_t lim = (int64_t(1) << 31) - 1;
-  if (p.batch * p.out_dim > lim || p.batch * p.in_dim > lim || p.out_dim * p.in_dim > lim)
-    throw std::invalid_argument(e + "tensors over 2**31 - 1 elements are not supported [" + sizes_str(p) + "]");
-}
-
 // ------------------------------------------------------------------------------------------------
 // static switches: runtime flags -> compile-time constants (causal-conv1d / flash-attention style)
 
@@ -220,18 +203,14 @@ inline void check_common(const CircuitParams& p, const char* entry) {
     }                                           \
   }()
 
-// Every (dtype, ansatz, fast_measure, encode) combination, for explicit instantiation.
-#define QKF_FOR_EACH_CONFIG_T(MACRO, T)                                                      \
-  MACRO(T, ::qkan_fast::kPZ, true, true) MACRO(T, ::qkan_fast::kPZ, true, false)             \
-  MACRO(T, ::qkan_fast::kPZ, false, true) MACRO(T, ::qkan_fast::kPZ, false, false)           \
-  MACRO(T, ::qkan_fast::kRPZ, true, true) MACRO(T, ::qkan_fast::kRPZ, true, false)           \
-  MACRO(T, ::qkan_fast::kRPZ, false, true) MACRO(T, ::qkan_fast::kRPZ, false, false)         \
-  MACRO(T, ::qkan_fast::kPX, true, true) MACRO(T, ::qkan_fast::kPX, true, false)             \
-  MACRO(T, ::qkan_fast::kPX, false, true) MACRO(T, ::qkan_fast::kPX, false, false)           \
-  MACRO(T, ::qkan_fast::kREAL, true, true) MACRO(T, ::qkan_fast::kREAL, true, false)         \
-  MACRO(T, ::qkan_fast::kREAL, false, true) MACRO(T, ::qkan_fast::kREAL, false, false)       \
-  MACRO(T, ::qkan_fast::kMIX, true, true) MACRO(T, ::qkan_fast::kMIX, true, false)           \
-  MACRO(T, ::qkan_fast::kMIX, false, true) MACRO(T, ::qkan_fast::kMIX, false, false)
+// Every (dtype, ansatz, encode) combination, for explicit instantiation (the measure and the other
+// flags are run-time branches inside the kernels).
+#define QKF_FOR_EACH_CONFIG_T(MACRO, T)                                                \
+  MACRO(T, ::qkan_fast::kPZ, true) MACRO(T, ::qkan_fast::kPZ, false)                   \
+  MACRO(T, ::qkan_fast::kRPZ, true) MACRO(T, ::qkan_fast::kRPZ, false)                 \
+  MACRO(T, ::qkan_fast::kPX, true) MACRO(T, ::qkan_fast::kPX, false)                   \
+  MACRO(T, ::qkan_fast::kREAL, true) MACRO(T, ::qkan_fast::kREAL, false)               \
+  MACRO(T, ::qkan_fast::kMIX, true) MACRO(T, ::qkan_fast::kMIX, false)
 #define QKF_FOR_EACH_CONFIG(MACRO)          \
   QKF_FOR_EACH_CONFIG_T(MACRO, float)       \
   QKF_FOR_EACH_CONFIG_T(MACRO, double)      \

@@ -1,49 +1,41 @@
-// Runtime dispatch of the CPU circuit kernels: the portable build carries generic, AVX2+FMA and
-// AVX-512 copies of the same code and picks the widest one this CPU supports, once.
+// CPU entry points of the circuit engine: check the params, then run the kernels of the ISA copy
+// that cpu_isa() picked (cpu/isa.h); the choice itself is made here, once per process.
 #include <cstdlib>
 #include <cstring>
 
-#include "cpu/dispatch.h"
+#include "cpu/isa.h"
 #include "params.h"
 
 namespace qkan_fast {
 
-void circuit_run_generic(const CircuitParams& p, int mode);
+Isa cpu_isa() {
+  static const Isa isa = [] {
 #if QKF_X86
-void circuit_run_avx2(const CircuitParams& p, int mode);
-void circuit_run_avx512(const CircuitParams& p, int mode);
-#endif
-
-const char* cpu_isa() {
-  static const char* isa = [] {
     const char* forced = std::getenv("QKAN_FAST_ISA");  // generic | avx2 | avx512, for testing
-#if QKF_X86
     __builtin_cpu_init();
     const bool has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
     const bool has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (forced && std::strcmp(forced, "generic") == 0) return "generic";
-    if (forced && std::strcmp(forced, "avx2") == 0 && has2) return "avx2";
-    if (has512) return "avx512";
-    if (has2) return "avx2";
-#else
-    (void)forced;
+    if (forced && std::strcmp(forced, "generic") == 0) return Isa::kGeneric;
+    if (forced && std::strcmp(forced, "avx2") == 0 && has2) return Isa::kAvx2;
+    if (has512) return Isa::kAvx512;
+    if (has2) return Isa::kAvx2;
 #endif
-    return "generic";
+    return Isa::kGeneric;
   }();
   return isa;
 }
 
-static void circuit_run(const CircuitParams& p, int mode) {
-#if QKF_X86
-  const char* isa = cpu_isa();
-  if (isa[0] == 'a' && isa[3] == '5') return circuit_run_avx512(p, mode);
-  if (isa[0] == 'a') return circuit_run_avx2(p, mode);
-#endif
-  circuit_run_generic(p, mode);
+void circuit_forward_cpu(const CircuitParams& p) {
+  check_circuit(p, CircuitOp::kForward, Device::kCpu);
+  QKF_ISA_TABLE(circuit_kernels).forward(p);
 }
-
-void circuit_forward_cpu(const CircuitParams& p) { circuit_run(p, 0); }
-void circuit_postacts_cpu(const CircuitParams& p) { circuit_run(p, 1); }
-void circuit_backward_cpu(const CircuitParams& p) { circuit_run(p, 2); }
+void circuit_postacts_cpu(const CircuitParams& p) {
+  check_circuit(p, CircuitOp::kPostacts, Device::kCpu);
+  QKF_ISA_TABLE(circuit_kernels).postacts(p);
+}
+void circuit_backward_cpu(const CircuitParams& p) {
+  check_circuit(p, CircuitOp::kBackward, Device::kCpu);
+  QKF_ISA_TABLE(circuit_kernels).backward(p);
+}
 
 }  // namespace qkan_fast

@@ -1,7 +1,8 @@
 // CPU schedules of the circuit engine: forward (sum over inputs fused), postacts and backward.
 //
 // This header is compiled once per instruction set (circuit_generic.cpp, circuit_avx2.cpp,
-// circuit_avx512.cpp), each inside its own namespace QKF_ISA_NS; circuit.cpp picks one at run time.
+// circuit_avx512.cpp), each inside its own namespace QKF_ISA_NS and exporting its entry points as
+// a CircuitKernels table; cpu/isa.h picks one at run time.
 // The batch is the vector axis: for one edge, a chunk of samples runs the same gates with the
 // edge's angles broadcast, with one qubit per SIMD lane.
 #pragma once
@@ -11,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/isa.h"
 #include "cpu/vec_math.h"
 #include "daruan.h"
 #include "params.h"
@@ -461,11 +463,20 @@ inline void run(const CircuitParams& p, Mode mode) {
   CircuitParams q = p;
   const int64_t work = p.batch * p.out_dim * p.in_dim * (p.reps + 1) * (mode == Mode::kBackward ? 4 : 1);
   q.num_threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.num_threads, work / kWorkPerThread)));
+  // circuit.cpp checked the dtype: float32 or float64
   if (p.dtype == kFloat64)
     run_typed<double>(q, mode);
   else
     run_typed<float>(q, mode);
 }
 
+}  // namespace QKF_ISA_NS
+
+namespace QKF_ISA_NS {
+const CircuitKernels circuit_kernels = {
+    [](const CircuitParams& p) { run(p, Mode::kForward); },
+    [](const CircuitParams& p) { run(p, Mode::kPostacts); },
+    [](const CircuitParams& p) { run(p, Mode::kBackward); },
+};
 }  // namespace QKF_ISA_NS
 }  // namespace qkan_fast

@@ -1,33 +1,41 @@
-// Runtime dispatch of the spectral CPU kernels: the same ISA choice as the circuit kernels
-// (cpu_isa() in circuit.cpp: the widest copy this CPU supports, QKAN_FAST_ISA can lower it).
-#include "cpu/dispatch.h"
+// CPU entry points of the spectral engine: check the params, then run the kernels of the ISA copy
+// that cpu_isa() picked (cpu/isa.h, shared with the circuit engine).
+#include "cpu/isa.h"
 #include "cpu/spectral.h"
 
 namespace qkan_fast {
 
-void spectral_run_generic(const SpectralParams& p, int mode);
-#if QKF_X86
-void spectral_run_avx2(const SpectralParams& p, int mode);
-void spectral_run_avx512(const SpectralParams& p, int mode);
-#endif
-
-static void spectral_run(const SpectralParams& p, int mode) {
-#if QKF_X86
-  const char* isa = cpu_isa();
-  if (isa[0] == 'a' && isa[3] == '5') return spectral_run_avx512(p, mode);
-  if (isa[0] == 'a') return spectral_run_avx2(p, mode);
-#endif
-  spectral_run_generic(p, mode);
+void spectral_coef_cpu(const SpectralCoefParams& p) {
+  check_spectral(p, SpectralOp::kCoef);
+  QKF_ISA_TABLE(spectral_coef_kernels).coef(p);
 }
-
-// mode codes: spectral_kernels.h Mode
-void spectral_coef_cpu(const SpectralParams& p) { spectral_run(p, 0); }
-void spectral_coef_backward_cpu(const SpectralParams& p) { spectral_run(p, 1); }
-void spectral_basis_cpu(const SpectralParams& p) { spectral_run(p, 2); }
-void spectral_basis_backward_cpu(const SpectralParams& p) { spectral_run(p, 3); }
-void spectral_fused_forward_cpu(const SpectralParams& p) { spectral_run(p, 4); }
-void spectral_fused_backward_cpu(const SpectralParams& p) { spectral_run(p, 5); }
-void spectral_born_coef_cpu(const SpectralParams& p) { spectral_run(p, 6); }
-void spectral_born_coef_backward_cpu(const SpectralParams& p) { spectral_run(p, 7); }
+void spectral_coef_backward_cpu(const SpectralCoefParams& p) {
+  check_spectral(p, SpectralOp::kCoefBackward);
+  QKF_ISA_TABLE(spectral_coef_kernels).coef_backward(p);
+}
+void spectral_born_coef_cpu(const SpectralCoefParams& p) {
+  check_spectral(p, SpectralOp::kBornCoef);
+  QKF_ISA_TABLE(spectral_coef_kernels).born_coef(p);
+}
+void spectral_born_coef_backward_cpu(const SpectralCoefParams& p) {
+  check_spectral(p, SpectralOp::kBornCoefBackward);
+  QKF_ISA_TABLE(spectral_coef_kernels).born_coef_backward(p);
+}
+void spectral_basis_cpu(const SpectralBasisParams& p) {
+  check_spectral(p, SpectralOp::kBasis);
+  QKF_ISA_TABLE(spectral_layer_kernels).basis(p);
+}
+void spectral_basis_backward_cpu(const SpectralBasisParams& p) {
+  check_spectral(p, SpectralOp::kBasisBackward);
+  QKF_ISA_TABLE(spectral_layer_kernels).basis_backward(p);
+}
+void spectral_fused_forward_cpu(const SpectralLayerParams& p) {
+  check_spectral(p, SpectralOp::kLayerForward);
+  QKF_ISA_TABLE(spectral_layer_kernels).fused_forward(p);
+}
+void spectral_fused_backward_cpu(const SpectralLayerParams& p) {
+  check_spectral(p, SpectralOp::kLayerBackward);
+  QKF_ISA_TABLE(spectral_layer_kernels).fused_backward(p);
+}
 
 }  // namespace qkan_fast

@@ -18,57 +18,92 @@
 
 #include <cstdint>
 
+#include "core_types.h"
+
 namespace qkan_fast {
 
-struct SpectralParams {
-  int64_t batch = 0;    // B
-  int64_t in_dim = 0;   // I
+// The coefficient map and the Born layer's GEMM operand (spectral_coef.h). Every tensor in dtype.
+struct SpectralCoefParams {
   int64_t out_dim = 0;  // O
+  int64_t in_dim = 0;   // I
   int reps = 0;         // R: 2R+1 coefficients per edge
-  bool px = false;      // u = arccos(x) (inputs in [-1, 1]) instead of u = x
-  int dtype = 0;        // DType code (daruan.h): x, weight, y, basis and their gradients
+  Ansatz ansatz = kPZ;  // px is sampled in its mix form (python/qkan_fast/spectral.py)
+  DType dtype = kFloat32;
+  int nq = 1;           // components: 1 (Z) or 3 (Z, X, Y); born_coef: 1
+  bool exact = false;   // float32 coefficients computed in float64 and rounded once (coef only)
 
-  // coefficient sampler (dtype: theta, pre_b, coef_out, grad_coef_in, grad_theta, grad_pre_b)
-  int ansatz = 0;                      // Ansatz code (daruan.h); px is sampled as mix (spectral.py)
-  int nq = 1;                          // components: 1 (Z) or 3 (Z, X, Y); also the fused layer's:
-                                       // 3 = fast measure, 1 = Born
-  bool exact = false;                  // float32 coefficients computed in float64 and rounded once
   const void* theta = nullptr;         // [O, I, Rt, P]
   const void* pre_b = nullptr;         // [O, I, R]  rpz only (its w is 1): e = u + b
-  void* coef_out = nullptr;            // [O, I, nq, 2R+1]
-  const void* grad_coef_in = nullptr;  // [O, I, nq, 2R+1]
-  void* grad_theta = nullptr;          // [O, I, Rt, P]
+  void* coef_out = nullptr;            // [O, I, nq, 2R+1]   coef
+  const void* grad_coef_in = nullptr;  // [O, I, nq, 2R+1]   coef_backward
+  void* grad_theta = nullptr;          // [O, I, Rt, P]      both backwards
   void* grad_pre_b = nullptr;          // [O, I, R]  null when not needed
 
-  // Born coefficient matrix (born_coef): dtype as theta; weight below is read too
-  void* cw = nullptr;              // [2R, I, O]  weight * C[., ., 1 + k]
-  void* c0 = nullptr;              // [O]         sum_i weight * C[., i, 0]
+  // Born coefficient matrix: cw = weight * C[., ., 1 + k] (transposed), c0 = sum_i weight * C[., i, 0]
+  const void* weight = nullptr;    // [O, I]
+  void* cw = nullptr;              // [2R, I, O]
+  void* c0 = nullptr;              // [O]
   const void* grad_cw = nullptr;   // [2R, I, O]
   const void* grad_c0 = nullptr;   // [O]
-
-  const void* x = nullptr;       // [B, I]
-  const void* coef = nullptr;    // [O, I, nq, 2R+1] (Z, X, Y or Z) (fused layer)
-  const void* weight = nullptr;  // [O, I] postact weight * mask (fused layer)
-
-  void* y = nullptr;      // [B, O]       fused layer forward
-  void* basis = nullptr;  // [2R, I, B]   basis forward: cos ku (k = 1..R), then sin ku
-
-  const void* grad_y = nullptr;      // [B, O]      fused layer backward
-  const void* grad_basis = nullptr;  // [2R, I, B]  basis backward
-  void* grad_x = nullptr;            // [B, I]        null when not needed
-  void* grad_coef = nullptr;         // [O, I, nq, 2R+1]  null when not needed
-  void* grad_weight = nullptr;       // [O, I]        null when not needed (fused layer, born_coef)
+  void* grad_weight = nullptr;     // [O, I]  null when not needed
 
   int num_threads = 1;
 };
 
-void spectral_coef_cpu(const SpectralParams& p);
-void spectral_coef_backward_cpu(const SpectralParams& p);
-void spectral_born_coef_cpu(const SpectralParams& p);
-void spectral_born_coef_backward_cpu(const SpectralParams& p);
-void spectral_basis_cpu(const SpectralParams& p);
-void spectral_basis_backward_cpu(const SpectralParams& p);
-void spectral_fused_forward_cpu(const SpectralParams& p);
-void spectral_fused_backward_cpu(const SpectralParams& p);
+// The basis cos ku, sin ku (k = 1..R) of every input, the Born GEMM's left operand.
+struct SpectralBasisParams {
+  int64_t batch = 0;   // B
+  int64_t in_dim = 0;  // I
+  int reps = 0;        // R
+  bool px = false;     // u = arccos(x) (inputs in [-1, 1]) instead of u = x
+  DType dtype = kFloat32;
+
+  const void* x = nullptr;           // [B, I]
+  void* basis = nullptr;             // [2R, I, B]  basis: cos ku (k = 1..R), then sin ku
+  const void* grad_basis = nullptr;  // [2R, I, B]  basis_backward
+  void* grad_x = nullptr;            // [B, I]      basis_backward
+
+  int num_threads = 1;
+};
+
+// The fused layer y[b,o] = sum_i weight[o,i] g(Z_oi(u[b,i])) and its backward.
+struct SpectralLayerParams {
+  int64_t batch = 0;    // B
+  int64_t in_dim = 0;   // I
+  int64_t out_dim = 0;  // O
+  int reps = 0;         // R
+  bool px = false;      // u = arccos(x) instead of u = x
+  DType dtype = kFloat32;
+  int nq = 3;           // coefficient components: 3 = fast measure (Z, X, Y), 1 = Born (Z)
+
+  const void* x = nullptr;       // [B, I]
+  const void* coef = nullptr;    // [O, I, nq, 2R+1]
+  const void* weight = nullptr;  // [O, I] postact weight * mask
+  void* y = nullptr;             // [B, O]  forward
+  const void* grad_y = nullptr;  // [B, O]  backward
+  void* grad_x = nullptr;        // [B, I]            null when not needed
+  void* grad_coef = nullptr;     // [O, I, nq, 2R+1]  null when not needed
+  void* grad_weight = nullptr;   // [O, I]            null when not needed
+
+  int num_threads = 1;
+};
+
+enum class SpectralOp : int {
+  kCoef, kCoefBackward, kBornCoef, kBornCoefBackward, kBasis, kBasisBackward, kLayerForward, kLayerBackward
+};
+// Throw std::invalid_argument for what the op does not handle (checks.cpp).
+void check_spectral(const SpectralCoefParams& p, SpectralOp op);
+void check_spectral(const SpectralBasisParams& p, SpectralOp op);
+void check_spectral(const SpectralLayerParams& p, SpectralOp op);
+
+// CPU entry points (cpu/spectral.cpp): each checks its params, then runs the ISA copy of cpu_isa().
+void spectral_coef_cpu(const SpectralCoefParams& p);
+void spectral_coef_backward_cpu(const SpectralCoefParams& p);
+void spectral_born_coef_cpu(const SpectralCoefParams& p);
+void spectral_born_coef_backward_cpu(const SpectralCoefParams& p);
+void spectral_basis_cpu(const SpectralBasisParams& p);
+void spectral_basis_backward_cpu(const SpectralBasisParams& p);
+void spectral_fused_forward_cpu(const SpectralLayerParams& p);
+void spectral_fused_backward_cpu(const SpectralLayerParams& p);
 
 }  // namespace qkan_fast

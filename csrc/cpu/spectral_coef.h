@@ -22,7 +22,8 @@
 // F_l cotangents go to theta (and the rpz biases) through daruan.h's adjoint_rep / adjoint_final
 // applied to the columns of F_l, the same gradient code the circuit engine runs.
 //
-// Layout: one edge per SIMD lane, R compile-time for R <= 8 (RC > 0; RC = 0: any R at run time).
+// Layout: one edge per SIMD lane. The steps take R at run time; the kernels that run them
+// (spectral_coef_kernels.h) pass it as a constant where that was measured to pay.
 #pragma once
 
 #include <cstdint>
@@ -151,7 +152,7 @@ QKF_COEF_STEP void scatter_rows(const T* rows, int nt, EdgeLanes el, S* dst) {
 
 // Fill w.rot and w.dg for a vector of edges (padding lanes: angle 0). S is the storage type.
 template <class S, class T, int A>
-QKF_COEF_STEP void load_edge_gates(const SpectralParams& p, int R, int K, EdgeLanes el, CoefWork<T>& w) {
+QKF_COEF_STEP void load_edge_gates(const SpectralCoefParams& p, int R, int K, EdgeLanes el, CoefWork<T>& w) {
   constexpr int L = lanes<T>(), P = theta_cols_of<A>();
   T* rows = w.rows.data();
   gather_rows<S, T>(static_cast<const S*>(p.theta), K, el, rows);
@@ -377,7 +378,7 @@ QKF_COEF_STEP void build_transfer_adjoint(int R, const CoefWork<T>& w, Col<T>* g
 
 // A vector of edges through the forward steps: its gates, W_l and the polynomial levels in w.
 template <class S, class T, int A>
-QKF_COEF_STEP void edge_polynomials(const SpectralParams& p, int R, int K, EdgeLanes el, CoefWork<T>& w) {
+QKF_COEF_STEP void edge_polynomials(const SpectralCoefParams& p, int R, int K, EdgeLanes el, CoefWork<T>& w) {
   load_edge_gates<S, T, A>(p, R, K, el, w);
   build_transfer<T, A>(R, w);
   propagate<T>(R, w);
@@ -386,7 +387,7 @@ QKF_COEF_STEP void edge_polynomials(const SpectralParams& p, int R, int K, EdgeL
 // The adjoint of those steps (after edge_polynomials) from g[q * M + t] = dL/dC: the theta
 // gradients into p.grad_theta [E, K] and, for rpz when asked, the bias ones into p.grad_pre_b [E, R].
 template <class T, int A>
-QKF_COEF_STEP void store_edge_gradients(const SpectralParams& p, int R, int K, int NQ, EdgeLanes el, CoefWork<T>& w,
+QKF_COEF_STEP void store_edge_gradients(const SpectralCoefParams& p, int R, int K, int NQ, EdgeLanes el, CoefWork<T>& w,
                                         const Vec<T>* g) {
   constexpr int L = lanes<T>();
   correlate_adjoint<T>(R, NQ, w, g);
@@ -399,142 +400,6 @@ QKF_COEF_STEP void store_edge_gradients(const SpectralParams& p, int R, int K, i
   if (A == kRPZ && p.grad_pre_b) {
     for (int r = 0; r < R; ++r) vstore(w.rows.data() + r * L, w.gbias[r]);
     scatter_rows<T, T>(w.rows.data(), R, el, static_cast<T*>(p.grad_pre_b));
-  }
-}
-
-// coef_out [E, NQ, M] in S; the arithmetic in T (T = double with S = float: p.exact).
-template <class S, class T, int A, int RC>
-void coef_forward(const SpectralParams& p) {
-  constexpr int L = lanes<T>();
-  const int64_t E = p.out_dim * p.in_dim;
-  const int R = RC ? RC : p.reps, M = 2 * R + 1, NQ = p.nq, K = theta_rows(A, R) * theta_cols_of<A>();
-  S* out = static_cast<S*>(p.coef_out);
-#pragma omp parallel num_threads(p.num_threads)
-  {
-    CoefWork<T> w(R, K);
-    std::vector<Vec<T>> acc(3 * M);
-#pragma omp for schedule(static)
-    for (int64_t e0 = 0; e0 < E; e0 += L) {
-      const EdgeLanes el{e0, 1, static_cast<int>(std::min<int64_t>(L, E - e0))};
-      edge_polynomials<S, T, A>(p, R, K, el, w);
-      correlate<T>(R, NQ, w, acc.data());
-      for (int t = 0; t < NQ * M; ++t) vstore(w.rows.data() + t * L, acc[t]);
-      scatter_rows<S, T>(w.rows.data(), NQ * M, el, out);
-    }
-  }
-}
-
-// grad_theta [E, K] and (rpz, when asked) grad_pre_b [E, R] from grad_coef_in [E, NQ, M].
-template <class T, int A, int RC>
-void coef_backward(const SpectralParams& p) {
-  constexpr int L = lanes<T>();
-  const int64_t E = p.out_dim * p.in_dim;
-  const int R = RC ? RC : p.reps, M = 2 * R + 1, NQ = p.nq, K = theta_rows(A, R) * theta_cols_of<A>();
-  const T* gin = static_cast<const T*>(p.grad_coef_in);
-#pragma omp parallel num_threads(p.num_threads)
-  {
-    CoefWork<T> w(R, K);
-    std::vector<Vec<T>> g(3 * M);
-#pragma omp for schedule(static)
-    for (int64_t e0 = 0; e0 < E; e0 += L) {
-      const EdgeLanes el{e0, 1, static_cast<int>(std::min<int64_t>(L, E - e0))};
-      gather_rows<T, T>(gin, NQ * M, el, w.rows.data());
-      for (int t = 0; t < NQ * M; ++t) g[t] = vload(w.rows.data() + t * L);
-      edge_polynomials<T, T, A>(p, R, K, el, w);
-      store_edge_gradients<T, A>(p, R, K, NQ, el, w, g.data());
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The Born layer's coefficient matrix: the weights folded in, in the layout of the GEMM
-//   y = c0 + basis^T @ cwt,  basis [2R, I, B] (spectral_kernels.h), cwt [2R, I, O]:
-// cwt[k, i, o] = weight[o, i] * C[o, i, 1 + k] (rows cos ku then sin ku) and c0[o] =
-// sum_i weight[o, i] C[o, i, 0]. Vectors of edges run over o at fixed i, so cwt, c0 and their
-// gradients move as whole vectors; theta and the weights are gathered (stride I).
-
-template <class T> inline Vec<T> load_lanes(const T* src, int n) {
-  if (n == lanes<T>()) return vload(src);
-  Vec<T> v{};
-  for (int j = 0; j < n; ++j) v[j] = src[j];
-  return v;
-}
-template <class T> inline void store_lanes(T* dst, Vec<T> v, int n) {
-  if (n == lanes<T>()) return vstore(dst, v);
-  for (int j = 0; j < n; ++j) dst[j] = v[j];
-}
-template <class T> inline Vec<T> load_strided(const T* src, int64_t stride, int n) {
-  Vec<T> v{};
-  for (int j = 0; j < n; ++j) v[j] = src[j * stride];
-  return v;
-}
-
-template <class T, int A, int RC>
-void born_coef_forward(const SpectralParams& p) {
-  constexpr int L = lanes<T>();
-  const int64_t O = p.out_dim, I = p.in_dim, nvo = cdiv(O, L);
-  const int R = RC ? RC : p.reps, NB = 2 * R, K = theta_rows(A, R) * theta_cols_of<A>();
-  const T* weight = static_cast<const T*>(p.weight);
-  T* cwt = static_cast<T*>(p.cw);
-  T* c0 = static_cast<T*>(p.c0);
-  std::vector<T>& c0w = scratch<T>(0, I * O, false);  // [I, O] weight * C[., ., 0]
-#pragma omp parallel num_threads(p.num_threads)
-  {
-    CoefWork<T> w(R, K);
-    std::vector<Vec<T>> acc(2 * R + 1);
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < I * nvo; ++t) {
-      const int64_t i = t / nvo, o0 = (t % nvo) * L;
-      const EdgeLanes el{o0 * I + i, I, static_cast<int>(std::min<int64_t>(L, O - o0))};
-      edge_polynomials<T, T, A>(p, R, K, el, w);
-      correlate<T>(R, 1, w, acc.data());
-      const Vec<T> wv = load_strided(weight + o0 * I + i, I, el.n);
-      store_lanes(c0w.data() + i * O + o0, acc[0] * wv, el.n);
-      for (int k = 0; k < NB; ++k) store_lanes(cwt + (k * I + i) * O + o0, acc[1 + k] * wv, el.n);
-    }
-#pragma omp for schedule(static)
-    for (int64_t o0 = 0; o0 < O; o0 += L) {
-      const int n = static_cast<int>(std::min<int64_t>(L, O - o0));
-      Vec<T> s{};
-      for (int64_t i = 0; i < I; ++i) s += load_lanes(c0w.data() + i * O + o0, n);
-      store_lanes(c0 + o0, s, n);
-    }
-  }
-}
-
-// grad_theta, grad_pre_b (rpz, when asked) and grad_weight (when asked) from grad_cw [2R, I, O] and
-// grad_c0 [O].
-template <class T, int A, int RC>
-void born_coef_backward(const SpectralParams& p) {
-  constexpr int L = lanes<T>();
-  const int64_t O = p.out_dim, I = p.in_dim, nvo = cdiv(O, L);
-  const int R = RC ? RC : p.reps, NB = 2 * R, M = NB + 1, K = theta_rows(A, R) * theta_cols_of<A>();
-  const T* weight = static_cast<const T*>(p.weight);
-  const T* gcw = static_cast<const T*>(p.grad_cw);
-  const T* gc0 = static_cast<const T*>(p.grad_c0);
-  T* gweight = static_cast<T*>(p.grad_weight);
-#pragma omp parallel num_threads(p.num_threads)
-  {
-    CoefWork<T> w(R, K);
-    std::vector<Vec<T>> g(M), c(M);
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < I * nvo; ++t) {
-      const int64_t i = t / nvo, o0 = (t % nvo) * L;
-      const EdgeLanes el{o0 * I + i, I, static_cast<int>(std::min<int64_t>(L, O - o0))};
-      // dL/dC[0] = grad_c0[o] * weight, dL/dC[1+k] = grad_cw[k, i, o] * weight
-      g[0] = load_lanes(gc0 + o0, el.n);
-      for (int k = 0; k < NB; ++k) g[1 + k] = load_lanes(gcw + (k * I + i) * O + o0, el.n);
-      const Vec<T> wv = load_strided(weight + o0 * I + i, I, el.n);
-      edge_polynomials<T, T, A>(p, R, K, el, w);
-      if (gweight) {
-        correlate<T>(R, 1, w, c.data());
-        Vec<T> s{};
-        for (int m = 0; m < M; ++m) s += g[m] * c[m];
-        for (int j = 0; j < el.n; ++j) gweight[(o0 + j) * I + i] = s[j];
-      }
-      for (int m = 0; m < M; ++m) g[m] *= wv;
-      store_edge_gradients<T, A>(p, R, K, 1, el, w, g.data());
-    }
   }
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -173,6 +174,51 @@ inline void vsincos(Vec<T> a, Vec<T>& s, Vec<T>& c) {
   c = sc * (swap ? ps : pc);
 }
 
+// A partial vector (n < lanes) through scalar moves; stride-gathered lanes.
+template <class T> inline Vec<T> load_lanes(const T* src, int n) {
+  if (n == lanes<T>()) return vload(src);
+  Vec<T> v{};
+  for (int j = 0; j < n; ++j) v[j] = src[j];
+  return v;
+}
+template <class T> inline void store_lanes(T* dst, Vec<T> v, int n) {
+  if (n == lanes<T>()) return vstore(dst, v);
+  for (int j = 0; j < n; ++j) dst[j] = v[j];
+}
+template <class T> inline Vec<T> load_strided(const T* src, int64_t stride, int n) {
+  Vec<T> v{};
+  for (int j = 0; j < n; ++j) v[j] = src[j * stride];
+  return v;
+}
+
+// The fused layer kernels take R as a compile-time constant for the common R (the dot products
+// with the basis unroll): measured at one thread (bench/results/build_time_and_kernel_speed.json,
+// runs after1 vs after1_runtimeR) the runtime loop costs 7-17% of forward+backward at R = 3, 4, 8.
+// Every other R runs the runtime loop (RC = 0), and so does the coefficient map for every R (no
+// difference measured there, within the 10% noise). Each value listed is one more copy of the
+// fused kernels per dtype and ISA: build time.
+// QKAN_FAST_STATIC_REPS=0 runs the runtime loop for every R (for measuring the gain).
+inline bool static_reps_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("QKAN_FAST_STATIC_REPS");
+    return !(v && v[0] == '0');
+  }();
+  return on;
+}
+template <class F>
+void dispatch_reps(int R, F&& f) {
+  if (static_reps_enabled()) {
+    switch (R) {
+      case 1: return f(std::integral_constant<int, 1>{});
+      case 2: return f(std::integral_constant<int, 2>{});
+      case 3: return f(std::integral_constant<int, 3>{});
+      case 4: return f(std::integral_constant<int, 4>{});
+      case 8: return f(std::integral_constant<int, 8>{});
+      default: break;
+    }
+  }
+  f(std::integral_constant<int, 0>{});
+}
 
 }  // namespace spec
 }  // namespace QKF_ISA_NS

@@ -15,8 +15,9 @@ from torch import Tensor
 from . import _C
 from .reference import ANSATZE, canonical_ansatz, theta_shape
 
-ANSATZ_CODES = {name: code for code, name in enumerate(ANSATZE)}  # matches csrc/daruan.h
-_DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2}  # bfloat16: CUDA only
+ANSATZ_CODES = {name: code for code, name in enumerate(ANSATZE)}  # int values of _C.Ansatz (csrc/core_types.h)
+# bfloat16: CUDA only (the CPU entry points refuse it)
+_DTYPE_CODES = {torch.float32: _C.DType.float32, torch.float64: _C.DType.float64, torch.bfloat16: _C.DType.bfloat16}
 INT32_LIMIT = 2**31 - 1
 ENGINES = ("auto", "circuit", "spectral", "reference")
 
@@ -121,17 +122,6 @@ def check_px_domain(x: Tensor, pre_w: Optional[Tensor], pre_b: Optional[Tensor])
 # kernel calls
 
 
-_DETERMINISTIC = False
-
-
-def set_deterministic(flag: bool) -> None:
-    """Ask the CUDA kernels for bit-identical results run to run (also implied by
-    `torch.use_deterministic_algorithms(True)`). The current CUDA kernels use no atomics and are
-    deterministic either way; the flag is passed to them in `CircuitParams.deterministic`."""
-    global _DETERMINISTIC
-    _DETERMINISTIC = bool(flag)
-
-
 def _ptr(t: Optional[Tensor]) -> int:
     return 0 if t is None or t.numel() == 0 else t.data_ptr()
 
@@ -141,7 +131,7 @@ def _params(x, theta, pre_w, pre_b, ansatz: int, reps: int, fast_measure: bool, 
     p.batch, p.in_dim = x.shape
     p.out_dim = theta.shape[0]
     p.reps = reps
-    p.ansatz = ansatz
+    p.ansatz = _C.Ansatz(ansatz)
     p.dtype = _DTYPE_CODES[x.dtype]
     p.fast_measure = fast_measure
     p.encode = encode
@@ -153,7 +143,6 @@ def _params(x, theta, pre_w, pre_b, ansatz: int, reps: int, fast_measure: bool, 
     if x.is_cuda:
         p.device = x.device.index if x.device.index is not None else torch.cuda.current_device()
         p.stream = torch.cuda.current_stream(x.device).cuda_stream
-        p.deterministic = _DETERMINISTIC or torch.are_deterministic_algorithms_enabled()
     else:
         p.num_threads = torch.get_num_threads()
     return p

@@ -58,7 +58,7 @@ from torch import Tensor
 
 from . import _C, ops
 
-_DTYPE_CODES = {torch.float32: 0, torch.float64: 1}
+_DTYPE_CODES = {torch.float32: _C.DType.float32, torch.float64: _C.DType.float64}
 _DFT_CACHE: dict = {}
 
 
@@ -121,21 +121,11 @@ def applies(ansatz: str, preact_trainable: bool, preacts_weight: Tensor, dtype: 
 
 
 # engine="auto" picks the spectral engine where it applies and was measured faster than the circuit
-# engine. Measurements (bench/spectral_auto_sweep.py -> bench/results/spectral_auto_sweep.json, and
-# bench/spectral_vs_circuit.py -> bench/results/spectral_cpu.json; CPU time of one thread, AMD EPYC
-# Zen 4 with AVX-512, torch 2.13, float32, theta as constructed), forward+backward speedup
-# circuit/spectral:
-# - B*I*O >= 2^17 edge-samples and O >= 8: 1.1x-5.2x for pz and mix, both measures, R = 1, 3, 8
-#   (Born 1.1x-5.2x, growing with the layer; fast measure 1.4x-3.7x for pz, 1.1x-1.5x for mix,
-#   whose RY data gates take states through the poles, where the kernel's Bloch formula runs);
-# - 2^16: 1.0x-2.0x; below: 0.7x-1.1x (the spectral path's fixed cost per call: more custom ops);
-#   O <= 4: 0.7x-1.4x (the per-input basis is shared by too few outputs);
-# - `real` with the fast measure: 0.9x-1.4x (earlier sweep: its real amplitudes cross zero, so most
-#   vectors of samples take the pole path).
+# engine: the size rule and its measurements live beside the kernels (csrc/cpu/spectral_policy.h,
+# _C.spectral_auto_preferred); the rest is here. `real` with the fast measure stays on the circuit
+# engine (0.9x-1.4x: its real amplitudes cross zero, so most vectors of samples take the pole path).
 # Grouped parameters stay on the circuit engine (it already computes phi once per (b, i)); other
 # devices too (no fused fast-measure kernel there yet, and no measurements).
-AUTO_MIN_EDGE_SAMPLES = 2**17
-AUTO_MIN_OUT = 8
 
 
 def prefer(x: Tensor, theta: Tensor, preacts_weight: Tensor, *, ansatz: str, reps: int, fast_measure: bool,
@@ -143,8 +133,7 @@ def prefer(x: Tensor, theta: Tensor, preacts_weight: Tensor, *, ansatz: str, rep
     """engine='auto': True where the spectral engine applies and is measured faster (comment above)."""
     if x.device.type != "cpu" or theta.dim() != 4 or x.dim() != 2:
         return False
-    out_dim = theta.shape[0]
-    if x.shape[0] * x.shape[1] * out_dim < AUTO_MIN_EDGE_SAMPLES or out_dim < AUTO_MIN_OUT:
+    if not auto_size_preferred(x.shape[0], x.shape[1], theta.shape[0]):
         return False
     if fast_measure and ansatz == "real":
         return False
@@ -157,12 +146,20 @@ def prefer(x: Tensor, theta: Tensor, preacts_weight: Tensor, *, ansatz: str, rep
 # coefficients
 
 
-def _params(x: Tensor, reps: int, px: bool, out_dim: int = 0):
-    p = _C.SpectralParams()
+def _basis_params(x: Tensor, reps: int, px: bool):
+    p = _C.SpectralBasisParams()
     p.batch, p.in_dim = x.shape
-    p.out_dim = out_dim
-    p.reps = reps
-    p.px = px
+    p.reps, p.px = reps, px
+    p.dtype = _DTYPE_CODES[x.dtype]
+    p.x = x.data_ptr()
+    p.num_threads = torch.get_num_threads()
+    return p
+
+
+def _layer_params(x: Tensor, reps: int, px: bool, out_dim: int, nq: int):
+    p = _C.SpectralLayerParams()
+    p.batch, p.in_dim = x.shape
+    p.out_dim, p.reps, p.px, p.nq = out_dim, reps, px, nq
     p.dtype = _DTYPE_CODES[x.dtype]
     p.x = x.data_ptr()
     p.num_threads = torch.get_num_threads()
@@ -170,9 +167,9 @@ def _params(x: Tensor, reps: int, px: bool, out_dim: int = 0):
 
 
 def _coef_params(theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int):
-    p = _C.SpectralParams()
+    p = _C.SpectralCoefParams()
     p.out_dim, p.in_dim = theta.shape[:2]
-    p.reps, p.ansatz, p.nq = reps, ansatz, nq
+    p.reps, p.ansatz, p.nq = reps, _C.Ansatz(ansatz), nq
     p.dtype = _DTYPE_CODES[theta.dtype]
     p.theta = theta.data_ptr()
     if pre_b.numel():
@@ -440,7 +437,7 @@ def spectral_basis(x: Tensor, reps: int, px: bool) -> Tensor:
     if x.device.type != "cpu":
         return _basis_torch(x, reps, px)
     out = x.new_empty(2 * reps, x.shape[1], x.shape[0])
-    p = _params(x, reps, px)
+    p = _basis_params(x, reps, px)
     p.basis = out.data_ptr()
     _C.spectral_basis_cpu(p)
     return out
@@ -462,7 +459,7 @@ def spectral_basis_backward(grad: Tensor, x: Tensor, reps: int, px: bool) -> Ten
         du = (k * (grad[reps:] * torch.cos(ku) - grad[:reps] * torch.sin(ku))).sum(0)
         return du.t() * _slope_torch(x, px)
     gx = torch.empty_like(x)
-    p = _params(x, reps, px)
+    p = _basis_params(x, reps, px)
     p.grad_basis = grad.data_ptr()
     p.grad_x = gx.data_ptr()
     _C.spectral_basis_backward_cpu(p)
@@ -506,8 +503,7 @@ def spectral_fused_layer(x: Tensor, coef: Tensor, weight: Tensor, reps: int, px:
     x, coef, weight = x.contiguous(), coef.contiguous(), weight.contiguous()
     _check_fused_coef(coef, weight, reps)
     y = x.new_empty(x.shape[0], weight.shape[0])
-    p = _params(x, reps, px, weight.shape[0])
-    p.nq = coef.shape[2]
+    p = _layer_params(x, reps, px, weight.shape[0], coef.shape[2])
     p.coef, p.weight, p.y = coef.data_ptr(), weight.data_ptr(), y.data_ptr()
     _C.spectral_fused_forward_cpu(p)
     return y
@@ -526,8 +522,7 @@ def spectral_fused_backward(
     grad_y, x, coef, weight = grad_y.contiguous(), x.contiguous(), coef.contiguous(), weight.contiguous()
     _check_fused_coef(coef, weight, reps)
     outs = [torch.empty_like(t) if n else t.new_empty(0) for t, n in zip((x, coef, weight), needs)]
-    p = _params(x, reps, px, weight.shape[0])
-    p.nq = coef.shape[2]
+    p = _layer_params(x, reps, px, weight.shape[0], coef.shape[2])
     p.coef, p.weight, p.grad_y = coef.data_ptr(), weight.data_ptr(), grad_y.data_ptr()
     p.grad_x, p.grad_coef, p.grad_weight = (o.data_ptr() if n else 0 for o, n in zip(outs, needs))
     if any(needs):
@@ -575,16 +570,24 @@ def fast_layer_torch(x: Tensor, coef: Tensor, weight: Tensor, reps: int, px: boo
 
 def born_fused_preferred(batch: int, in_dim: int, out_dim: int, reps: int, itemsize: int = 4) -> bool:
     """Whether the Born layer runs as the fused kernel (spectral_fused_layer, nq = 1) rather than the
-    GEMM on the CPU. The GEMM path writes the basis [2R, I, B] and its gradient to memory and runs
-    three GEMMs of width O; the fused kernel keeps neither in memory. Measured side by side
-    (bench/spectral_born_paths.py, bench/results/spectral_born_paths.json; forward+backward, 2
-    threads): the fused kernel wins where the basis outgrows the caches at small O (8 MiB at O = 16
-    or 32: 2.1-3.1x, W4 2.1x) and at O = 16 from B = 1024 (1.05-1.3x, W1 1.2x); the GEMM wins at
-    B = 256 (up to 1.4x, W3 1.3x) and at O >= 64 with a basis of a few MiB (1.1-1.4x)."""
-    if batch < 1024 or out_dim > 64:
-        return False
-    basis_mib = 2 * reps * in_dim * batch * itemsize / 2**20
-    return out_dim <= 16 or (out_dim <= 32 and basis_mib >= 1.5) or basis_mib >= 8
+    GEMM on the CPU: the rule and its measurements are csrc/cpu/spectral_policy.h."""
+    if torch.compiler.is_compiling():  # dynamo cannot call into _C: the rule's twin on _C's numbers
+        r = _C.SPECTRAL_BORN_FUSED_RULE
+        if batch < r["min_batch"] or out_dim > r["max_out"]:
+            return False
+        basis_mib = 2 * reps * in_dim * batch * itemsize / 2**20
+        return (out_dim <= r["small_out"] or (out_dim <= r["mid_out"] and basis_mib >= r["mid_basis_mib"])
+                or basis_mib >= r["big_basis_mib"])
+    dtype = _C.DType.float64 if itemsize == 8 else _C.DType.float32
+    return _C.spectral_born_fused_preferred(batch, in_dim, out_dim, reps, dtype)
+
+
+def auto_size_preferred(batch: int, in_dim: int, out_dim: int) -> bool:
+    """engine='auto': whether the layer is large enough for the spectral engine
+    (csrc/cpu/spectral_policy.h spectral_auto_preferred, where the measurements are)."""
+    if torch.compiler.is_compiling():  # dynamo cannot call into _C: the rule's twin on _C's numbers
+        return batch * in_dim * out_dim >= _C.SPECTRAL_AUTO_MIN_EDGE_SAMPLES and out_dim >= _C.SPECTRAL_AUTO_MIN_OUT
+    return _C.spectral_auto_preferred(batch, in_dim, out_dim)
 
 
 class _BornGemm(torch.autograd.Function):
