@@ -74,6 +74,26 @@ if readelf -S "$so" | grep -q nv_fatbin; then
   cuda_in=yes
   if command -v cuobjdump >/dev/null; then
     cuda_in="yes: SASS $(cuobjdump --list-elf "$so" | grep -o 'sm_[0-9a-z]*' | sort -u | tr '\n' ' ')PTX $(cuobjdump --list-ptx "$so" | grep -o 'sm_[0-9a-z]*' | sort -u | tr '\n' ' ')"
+  else  # a toolkit without cuobjdump: walk the fatbin containers (entry kind 1 = PTX, 2 = SASS)
+    objcopy -O binary --only-section=.nv_fatbin "$so" "$check/fatbin"
+    cuda_in="yes: $("$PYTHON" - "$check/fatbin" <<'PY'
+import struct, sys
+data, off, found = open(sys.argv[1], "rb").read(), 0, set()
+while off + 16 <= len(data):
+    magic, _, header, size = struct.unpack_from("<IHHQ", data, off)
+    if magic != 0xBA55ED50:  # containers are 8-byte aligned
+        off += 8
+        continue
+    entry, end = off + header, off + header + size
+    while entry < end:
+        kind, _, entry_header, entry_size = struct.unpack_from("<HHIQ", data, entry)
+        arch = struct.unpack_from("<I", data, entry + 28)[0]
+        found.add(("PTX compute_" if kind == 1 else "SASS sm_") + str(arch))
+        entry += entry_header + entry_size
+    off = end
+print(", ".join(sorted(found)) or "unreadable")
+PY
+)"
   fi
 fi
 echo "   bundled: $(ls "$check"/qkan_fast.libs 2>/dev/null | tr '\n' ' ')"
