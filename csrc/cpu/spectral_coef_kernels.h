@@ -144,16 +144,8 @@ void born_coef_backward(const SpectralCoefParams& p) {
 // value (RC = 0: no gain measured from a constant R here, see spectral_simd.h dispatch_reps). The
 // params were checked by cpu/spectral.cpp: float32 or float64, a known ansatz, nq 1 or 3.
 
-template <class F>
-void dispatch_dtype(DType dtype, F&& f) {
-  if (dtype == kFloat64)
-    f(double{});
-  else
-    f(float{});
-}
-
 inline void coef_entry(const SpectralCoefParams& p) {
-  dispatch_dtype(p.dtype, [&](auto t) {
+  dispatch_float_dtype(p.dtype, [&](auto t) {
     using T = decltype(t);
     dispatch_ansatz(p.ansatz, [&](auto tag) {
       constexpr int A = decltype(tag)::value;
@@ -166,7 +158,7 @@ inline void coef_entry(const SpectralCoefParams& p) {
 }
 
 inline void coef_backward_entry(const SpectralCoefParams& p) {
-  dispatch_dtype(p.dtype, [&](auto t) {
+  dispatch_float_dtype(p.dtype, [&](auto t) {
     dispatch_ansatz(p.ansatz, [&](auto tag) {
       coef_backward<decltype(t), decltype(tag)::value, 0>(p);
     });
@@ -174,7 +166,7 @@ inline void coef_backward_entry(const SpectralCoefParams& p) {
 }
 
 inline void born_coef_entry(const SpectralCoefParams& p) {
-  dispatch_dtype(p.dtype, [&](auto t) {
+  dispatch_float_dtype(p.dtype, [&](auto t) {
     dispatch_ansatz(p.ansatz, [&](auto tag) {
       born_coef_forward<decltype(t), decltype(tag)::value, 0>(p);
     });
@@ -182,7 +174,7 @@ inline void born_coef_entry(const SpectralCoefParams& p) {
 }
 
 inline void born_coef_backward_entry(const SpectralCoefParams& p) {
-  dispatch_dtype(p.dtype, [&](auto t) {
+  dispatch_float_dtype(p.dtype, [&](auto t) {
     dispatch_ansatz(p.ansatz, [&](auto tag) {
       born_coef_backward<decltype(t), decltype(tag)::value, 0>(p);
     });

@@ -81,16 +81,25 @@ QKF_BWD_STEP bool load_tile(const Prepared<T>& pr, const T* weight, const T* gyt
 template <class T, int RC, bool NEED_X>
 QKF_BWD_STEP void born_du_pass(const OutTile<T>& t, const T* bk, int64_t bs, int R, int nv, int64_t sb0, T* dui) {
   constexpr int L = lanes<T>(), OB = kOutBlock;
+  // local copies: the stores to dui could alias the tile's weights (both T), forcing reloads
+  const T* d[OB];
+  const T* g[OB];
+  T w[OB];
+  for (int oo = 0; oo < OB; ++oo) {
+    d[oo] = t.d[oo];
+    g[oo] = t.g[oo] + sb0;
+    w[oo] = t.w[oo];
+  }
   for (int v = 0; v < (NEED_X ? nv : 0); v += 2) {
     const int j = v * L;
     Vec<T> dz[2][OB];
     if (v + 1 < nv)
-      dots2<T, RC, OB>(t.d, bk + j, bs, R, dz[0], dz[1]);
+      dots2<T, RC, OB>(d, bk + j, bs, R, dz[0], dz[1]);
     else
-      dots<T, RC, OB>(t.d, bk + j, bs, R, dz[0]);
+      dots<T, RC, OB>(d, bk + j, bs, R, dz[0]);
     for (int h = 0; h < (v + 1 < nv ? 2 : 1); ++h) {
       Vec<T> du{};
-      for (int oo = 0; oo < OB; ++oo) du += (t.w[oo] * vload(t.g[oo] + sb0 + j + h * L)) * dz[h][oo];
+      for (int oo = 0; oo < OB; ++oo) du += (w[oo] * vload(g[oo] + j + h * L)) * dz[h][oo];
       vstore(dui + sb0 + j + h * L, vload(dui + sb0 + j + h * L) + du);
     }
   }
@@ -102,26 +111,40 @@ template <class T, int RC, bool NEED_X>
 QKF_BWD_STEP Vec<T> fast_dz_pass(const OutTile<T>& t, const T* bk, int64_t bs, int R, int nv, int64_t sb0, T* dui,
                                  BackwardWork<T>& wk) {
   constexpr int L = lanes<T>(), OB = kOutBlock;
+  // local copies (kept in registers: the stores below could alias the tile's and work space's T)
+  const T* c[OB];
+  const T* d[OB];
+  const T* g[OB];
+  T w[OB];
+  Vec<T> accw[OB];
+  for (int oo = 0; oo < OB; ++oo) {
+    c[oo] = t.c[oo];
+    d[oo] = t.d[oo];
+    g[oo] = t.g[oo] + sb0;
+    w[oo] = t.w[oo];
+    accw[oo] = wk.accw[oo];
+  }
   Vec<T> amax{};
   for (int v = 0; v < nv; ++v) {
     const int j = v * L;
     Vec<T> z[OB], dz[OB];
-    dots<T, RC, OB>(t.c, bk + j, bs, R, z);
-    if (NEED_X) dots<T, RC, OB>(t.d, bk + j, bs, R, dz);
+    dots<T, RC, OB>(c, bk + j, bs, R, z);
+    if (NEED_X) dots<T, RC, OB>(d, bk + j, bs, R, dz);
     Vec<T> du{};
     for (int oo = 0; oo < OB; ++oo) {
-      const Vec<T> gyv = vload(t.g[oo] + sb0 + j);
+      const Vec<T> gyv = vload(g[oo] + j);
       Vec<T> phi, gp;
       measure_z<T, true>(z[oo], phi, gp);
       const Vec<T> az = vabs<T>(z[oo]);
       amax = az > amax ? az : amax;
-      const Vec<T> gz = az > pole_abs_z<T>() ? vset<T>(0) : (t.w[oo] * gyv) * gp;
+      const Vec<T> gz = az > pole_abs_z<T>() ? vset<T>(0) : (w[oo] * gyv) * gp;
       vstore(&wk.gzb[oo][j], gz);
-      wk.accw[oo] += gyv * phi;  // pole lanes are corrected by pole_pass
+      accw[oo] += gyv * phi;  // pole lanes are corrected by pole_pass
       if (NEED_X) du += gz * dz[oo];
     }
     if (NEED_X) vstore(dui + sb0 + j, vload(dui + sb0 + j) + du);
   }
+  for (int oo = 0; oo < OB; ++oo) wk.accw[oo] = accw[oo];
   return amax;
 }
 

@@ -20,24 +20,16 @@ namespace spec {
 // entry points of this copy: dtype, measure (nq), whether grad_x is wanted and R become
 // compile-time constants here (the params were checked by cpu/spectral.cpp)
 
-template <class F>
-void dispatch_layer_dtype(DType dtype, F&& f) {
-  if (dtype == kFloat64)
-    f(double{});
-  else
-    f(float{});
-}
-
 inline void basis_entry(const SpectralBasisParams& p) {
-  dispatch_layer_dtype(p.dtype, [&](auto t) { basis_forward<decltype(t)>(p); });
+  dispatch_float_dtype(p.dtype, [&](auto t) { basis_forward<decltype(t)>(p); });
 }
 
 inline void basis_backward_entry(const SpectralBasisParams& p) {
-  dispatch_layer_dtype(p.dtype, [&](auto t) { basis_backward<decltype(t)>(p); });
+  dispatch_float_dtype(p.dtype, [&](auto t) { basis_backward<decltype(t)>(p); });
 }
 
 inline void fused_forward_entry(const SpectralLayerParams& p) {
-  dispatch_layer_dtype(p.dtype, [&](auto t) {
+  dispatch_float_dtype(p.dtype, [&](auto t) {
     using T = decltype(t);
     const Prepared<T> pr = prepare<T>(p, false, false);
     dispatch_reps(p.reps, [&](auto rc) {
@@ -53,7 +45,7 @@ inline void fused_forward_entry(const SpectralLayerParams& p) {
 inline void fused_backward_entry(const SpectralLayerParams& p) {
   const bool need_x = p.grad_x;
   if (!need_x && !p.grad_coef && !p.grad_weight) return;
-  dispatch_layer_dtype(p.dtype, [&](auto t) {
+  dispatch_float_dtype(p.dtype, [&](auto t) {
     using T = decltype(t);
     const Prepared<T> pr = prepare<T>(p, need_x && p.px, need_x);
     dispatch_reps(p.reps, [&](auto rc) {

@@ -16,6 +16,7 @@
 #include <immintrin.h>
 #endif
 
+#include "core_types.h"
 #include "cpu/vec_math.h"
 
 #ifndef QKF_ISA_NS
@@ -147,10 +148,13 @@ inline void vsqrt_rsqrt(Vec<T> p, Vec<T>& s, Vec<T>& r) {
 // minimax kernels on [-pi/4, pi/4] (Cephes sinf/cosf, fdlibm __kernel_sin/__kernel_cos), a few ulp
 // for |a| <= limit; beyond it (or for inf/NaN) each lane goes to libm.
 // The reduction constants and polynomials are vec_math.h's; only the rounding trick is added here.
+// (internal linkage, as its base in vec_math.h: one copy per instruction-set TU)
+namespace {
 template <class T> struct SinCosK : SinCosConst<T> {
   static constexpr T round = sizeof(T) == 4 ? T(12582912.0f) : T(6755399441055744.0);  // 1.5 * 2^(mantissa bits)
   static constexpr T hi = SinCosConst<T>::pio2_hi, mid = SinCosConst<T>::pio2_mid, lo = SinCosConst<T>::pio2_lo;
 };
+}  // namespace
 
 template <class T>
 inline void vsincos(Vec<T> a, Vec<T>& s, Vec<T>& c) {
@@ -174,6 +178,15 @@ inline void vsincos(Vec<T> a, Vec<T>& s, Vec<T>& c) {
   c = sc * (swap ? ps : pc);
 }
 
+// Calls f(T{}) with T the compute type of a dtype code the entry points checked (float32, float64).
+template <class F>
+void dispatch_float_dtype(DType dtype, F&& f) {
+  if (dtype == kFloat64)
+    f(double{});
+  else
+    f(float{});
+}
+
 // A partial vector (n < lanes) through scalar moves; stride-gathered lanes.
 template <class T> inline Vec<T> load_lanes(const T* src, int n) {
   if (n == lanes<T>()) return vload(src);
@@ -193,9 +206,9 @@ template <class T> inline Vec<T> load_strided(const T* src, int64_t stride, int 
 
 // The fused layer kernels take R as a compile-time constant for the common R (the dot products
 // with the basis unroll): measured at one thread (bench/results/build_time_and_kernel_speed.json,
-// runs after1 vs after1_runtimeR) the runtime loop costs 7-17% of forward+backward at R = 3, 4, 8.
-// Every other R runs the runtime loop (RC = 0), and so does the coefficient map for every R (no
-// difference measured there, within the 10% noise). Each value listed is one more copy of the
+// "after" vs "after_runtimeR") the runtime loop costs 2-11% of the layer's forward+backward at
+// R = 3, 4, 8 (7-17% in an earlier run on a loaded machine). Every other R runs the runtime loop
+// (RC = 0), and so does the coefficient map for every R (no difference measured there). Each value listed is one more copy of the
 // fused kernels per dtype and ISA: build time.
 // QKAN_FAST_STATIC_REPS=0 runs the runtime loop for every R (for measuring the gain).
 inline bool static_reps_enabled() {
