@@ -40,6 +40,12 @@ void no_cuda(const CircuitParams&) {
 
 }  // namespace
 
+#ifdef QKAN_FAST_CUDA
+namespace qkan_fast { py::dict cuda_check(int device_index); }  // csrc/cuda_check.cpp
+#else
+namespace qkan_fast { py::dict cuda_check(int) { no_cuda(CircuitParams{}); return {}; } }
+#endif
+
 void bind_spectral(py::module_& m);  // csrc/spectral_bindings.cpp: the spectral engine's entry points
 
 PYBIND11_MODULE(_C, m) {
@@ -99,6 +105,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("circuit_forward_cuda", QKF_CUDA_CALL(circuit_forward_cuda));
   m.def("circuit_postacts_cuda", QKF_CUDA_CALL(circuit_postacts_cuda));
   m.def("circuit_backward_cuda", QKF_CUDA_CALL(circuit_backward_cuda));
+  m.def("cuda_check", &qkan_fast::cuda_check, py::arg("device_index"), "driver/GPU/arch check; dict or RuntimeError");
 
   bind_spectral(m);
 

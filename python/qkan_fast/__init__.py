@@ -17,7 +17,7 @@ from .networks import DARUAN, HQKAN, HQKANLSTM, QKANLSTM
 from .integrations.qkan import from_qkan, to_qkan
 from .plotting import plot
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 
 def build_info() -> dict:
