@@ -7,7 +7,7 @@ Quick start::
     y = layer(torch.randn(32, 16))                   # fused CPU/CUDA kernels, autograd-aware
 """
 
-import torch  # noqa: F401  (first: the extension then shares torch's OpenMP runtime)
+import torch  # noqa: F401  (first: a source build then shares torch's OpenMP runtime; see docs/install.md)
 
 from . import _C
 from .common import ANSATZE, ENGINES, canonical_ansatz
