@@ -68,11 +68,14 @@ def test_demo_options_reach_run_demo(monkeypatch):
 
     seen = {}
     monkeypatch.setattr(demo, "run_demo", lambda **kw: seen.update(kw) or {})
-    assert cli.main(["demo", "--epochs", "3", "--hidden", "8", "--seed", "2", "--out", "d", "--quick",
-                     "--no-progress", "--threads", "1"]) == 0
-    assert seen == dict(epochs=3, hidden=8, seed=2, out="d", quick=True, progress=False, qkan_hidden=None, threads=1)
+    assert cli.main(["demo", "--epochs", "3", "--hidden", "8", "--seeds", "4", "--seed", "2", "--out", "d", "--quick",
+                     "--no-progress", "--threads", "1", "--workers", "2"]) == 0
+    assert seen == dict(epochs=3, hidden=8, seeds=4, seed=2, out="d", quick=True, progress=False, threads=1, workers=2)
     assert cli.main(["demo"]) == 0
-    assert seen["epochs"] == 30 and seen["progress"] is True and seen["quick"] is False
+    # the defaults are the QKAN-LSTM authors' settings (demo.py), not the parser's own copies
+    assert (seen["epochs"], seen["hidden"], seen["seed"], seen["seeds"]) == (demo.EPOCHS, demo.HIDDEN,
+                                                                           demo.FIRST_SEED, demo.SEEDS)
+    assert seen["progress"] is True and seen["quick"] is False and seen["workers"] is None
 
 
 def test_bench_quick_tiny_writes_well_formed_json(tmp_path, capsys):
