@@ -146,7 +146,6 @@ def qkan_layer(
             ansatz=ansatz, reps=reps, fast_measure=fast_measure, preact_trainable=preact_trainable,
             base_activation=base_activation if base_activation is not None else torch.zeros_like,
         )
-    check_x(x)
     out_dim, in_dim = postact_weights.shape
     check_x(x, in_dim)
     for name, t in (("base_weight", base_weight), ("postact_bias", postact_bias), ("mask", mask),
