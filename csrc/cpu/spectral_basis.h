@@ -11,13 +11,7 @@
 #include "cpu/spectral.h"
 #include "cpu/spectral_simd.h"
 
-#ifndef QKF_ISA_NS
-#error "define QKF_ISA_NS before including this header"
-#endif
-
-namespace qkan_fast {
-namespace QKF_ISA_NS {
-namespace spec {
+QKF_SPECTRAL_BEGIN
 
 // the circuit engine's floors (daruan.h measure_floor and data_angle_slope)
 template <class T> constexpr T prob_floor() { return sizeof(T) == 4 ? T(1e-30) : T(1e-300); }
@@ -112,6 +106,4 @@ void basis_backward(const SpectralBasisParams& p) {
   }
 }
 
-}  // namespace spec
-}  // namespace QKF_ISA_NS
-}  // namespace qkan_fast
+QKF_SPECTRAL_END  // qkan_fast::QKF_ISA_NS::spec

@@ -33,9 +33,7 @@
 #include "cpu/spectral_simd.h"
 #include "daruan.h"
 
-namespace qkan_fast {
-namespace QKF_ISA_NS {
-namespace spec {
+QKF_SPECTRAL_BEGIN
 
 // One SIMD vector of edges as a number type for daruan.h's gate templates (which need T(scalar),
 // +, - and *).
@@ -403,6 +401,4 @@ QKF_COEF_STEP void store_edge_gradients(const SpectralCoefParams& p, int R, int 
   }
 }
 
-}  // namespace spec
-}  // namespace QKF_ISA_NS
-}  // namespace qkan_fast
+QKF_SPECTRAL_END  // qkan_fast::QKF_ISA_NS::spec

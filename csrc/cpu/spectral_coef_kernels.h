@@ -11,10 +11,6 @@
 #include "cpu/isa.h"
 #include "cpu/spectral_coef.h"
 
-#ifndef QKF_ISA_NS
-#error "define QKF_ISA_NS before including this header"
-#endif
-
 namespace qkan_fast {
 namespace QKF_ISA_NS {
 namespace spec {

@@ -45,9 +45,7 @@
 #include "cpu/spectral_basis.h"
 #include "cpu/spectral_simd.h"
 #include "daruan.h"
-namespace qkan_fast {
-namespace QKF_ISA_NS {
-namespace spec {
+QKF_SPECTRAL_BEGIN
 
 constexpr int kChunk = 64;      // samples per forward tile
 constexpr int kOutBlock = 4;    // outputs per register tile: independent FMA chains per basis load
@@ -201,6 +199,4 @@ inline void bloch_measure(Vec<T> z, Vec<T> x, Vec<T> y, Vec<T>& phi, Vec<T>& gz,
   }
 }
 
-}  // namespace spec
-}  // namespace QKF_ISA_NS
-}  // namespace qkan_fast
+QKF_SPECTRAL_END  // qkan_fast::QKF_ISA_NS::spec

@@ -17,13 +17,7 @@
 
 #include "cpu/spectral_fused.h"
 
-#ifndef QKF_ISA_NS
-#error "define QKF_ISA_NS before including this header"
-#endif
-
-namespace qkan_fast {
-namespace QKF_ISA_NS {
-namespace spec {
+QKF_SPECTRAL_BEGIN
 
 // the steps inline into the R-specialised kernel (R becomes a constant in them)
 #define QKF_BWD_STEP inline __attribute__((always_inline))
@@ -380,6 +374,4 @@ void fused_backward(const SpectralLayerParams& p, const Prepared<T>& pr) {
 
 #undef QKF_BWD_STEP
 
-}  // namespace spec
-}  // namespace QKF_ISA_NS
-}  // namespace qkan_fast
+QKF_SPECTRAL_END  // qkan_fast::QKF_ISA_NS::spec

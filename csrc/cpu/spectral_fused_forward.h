@@ -3,13 +3,7 @@
 
 #include "cpu/spectral_fused.h"
 
-#ifndef QKF_ISA_NS
-#error "define QKF_ISA_NS before including this header"
-#endif
-
-namespace qkan_fast {
-namespace QKF_ISA_NS {
-namespace spec {
+QKF_SPECTRAL_BEGIN
 
 // Forward: tiles (chunk of kChunk samples, block of kOutBlock outputs), chunk-major so consecutive
 // tiles share the chunk's basis. Per vector of samples the kOutBlock dot products share the basis
@@ -82,6 +76,4 @@ void fused_forward(const SpectralLayerParams& p, const Prepared<T>& pr) {
   }
 }
 
-}  // namespace spec
-}  // namespace QKF_ISA_NS
-}  // namespace qkan_fast
+QKF_SPECTRAL_END  // qkan_fast::QKF_ISA_NS::spec

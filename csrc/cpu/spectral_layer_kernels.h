@@ -9,10 +9,6 @@
 #include "cpu/spectral_fused_backward.h"
 #include "cpu/spectral_fused_forward.h"
 
-#ifndef QKF_ISA_NS
-#error "define QKF_ISA_NS before including this header"
-#endif
-
 namespace qkan_fast {
 namespace QKF_ISA_NS {
 namespace spec {

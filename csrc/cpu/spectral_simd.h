@@ -23,9 +23,17 @@
 #error "define QKF_ISA_NS before including spectral_simd.h"
 #endif
 
-namespace qkan_fast {
-namespace QKF_ISA_NS {
-namespace spec {
+// Every spectral kernel header works inside one scope: this instruction-set copy's namespace.
+#define QKF_SPECTRAL_BEGIN \
+  namespace qkan_fast {    \
+  namespace QKF_ISA_NS {   \
+  namespace spec {
+#define QKF_SPECTRAL_END \
+  }                      \
+  }                      \
+  }
+
+QKF_SPECTRAL_BEGIN
 
 inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -233,6 +241,4 @@ void dispatch_reps(int R, F&& f) {
   f(std::integral_constant<int, 0>{});
 }
 
-}  // namespace spec
-}  // namespace QKF_ISA_NS
-}  // namespace qkan_fast
+QKF_SPECTRAL_END  // qkan_fast::QKF_ISA_NS::spec
