@@ -47,6 +47,7 @@ namespace qkan_fast { py::dict cuda_check(int) { no_cuda(CircuitParams{}); retur
 #endif
 
 void bind_spectral(py::module_& m);  // csrc/spectral_bindings.cpp: the spectral engine's entry points
+void bind_recurrence(py::module_& m);  // csrc/recurrence_bindings.cpp: the fused LSTM recurrence
 
 PYBIND11_MODULE(_C, m) {
   using namespace qkan_fast;
@@ -108,6 +109,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_check", &qkan_fast::cuda_check, py::arg("device_index"), "driver/GPU/arch check; dict or RuntimeError");
 
   bind_spectral(m);
+  bind_recurrence(m);
 
   m.def("build_info", []() {
     py::dict info;

@@ -7,6 +7,7 @@
 
 #include "cpu/spectral.h"
 #include "params.h"
+#include "recurrence.h"
 
 namespace qkan_fast {
 namespace {
@@ -177,6 +178,50 @@ void check_spectral(const SpectralLayerParams& p, SpectralOp op) {
     need(entry, p.y, "y");
   else
     need(entry, p.grad_y, "grad_y");
+}
+
+void check_recurrence(const RecurrenceParams& p, RecurrenceOp op) {
+  const char* entry = op == RecurrenceOp::kForward ? "recurrence_forward_cpu" : "recurrence_backward_cpu";
+  check_dtype(entry, p.dtype, false);
+  check_reps(entry, p.reps);
+  check_size(entry, "steps", p.steps);
+  check_size(entry, "batch", p.batch);
+  check_size(entry, "input_size", p.input_size);
+  check_size(entry, "hidden", p.hidden);
+  check_threads(entry, p.num_threads);
+  if (p.engine == GateEngine::kCircuit) {
+    check_ansatz(entry, p.ansatz);
+    need(entry, p.theta, "theta (circuit gate layer)");
+    if (p.encode) {
+      need(entry, p.pre_w, "pre_w (encode=True)");
+      need(entry, p.pre_b, "pre_b (encode=True)");
+    }
+    if (p.grad_coef) fail(entry, "grad_coef belongs to the spectral gate layer, not the circuit one");
+  } else if (p.engine == GateEngine::kSpectral) {
+    if (p.nq != 1 && p.nq != 3)
+      fail(entry, "nq must be 3 (fast measure: Z, X, Y) or 1 (Born: Z), got " + std::to_string(p.nq));
+    need(entry, p.coef, "coef (spectral gate layer)");
+    if (p.grad_theta || p.grad_pre_w || p.grad_pre_b)
+      fail(entry, "the spectral gate layer gives grad_coef; theta and encoding gradients come from the coefficient map");
+  } else {
+    fail(entry, "unknown gate engine code " + std::to_string(static_cast<int>(p.engine)) + " (0 circuit, 1 spectral)");
+  }
+  need(entry, p.weight, "weight");
+  need(entry, p.x, "x");
+  need(entry, p.h0, "h0");
+  need(entry, p.c0, "c0");
+  need(entry, p.h_seq, "h_seq");
+  need(entry, p.c_seq, "c_seq");
+  need(entry, p.gates, "gates");
+  if (op == RecurrenceOp::kBackward) {
+    need(entry, p.grad_h_seq, "grad_h_seq");
+    need(entry, p.grad_c_seq, "grad_c_seq");
+    need(entry, p.grad_x, "grad_x");
+    need(entry, p.grad_h0, "grad_h0");
+    need(entry, p.grad_c0, "grad_c0");
+    if (p.grad_base_weight && !p.base_weight) fail(entry, "grad_base_weight asked for without base_weight");
+    if (p.grad_bias && !p.bias) fail(entry, "grad_bias asked for without bias");
+  }
 }
 
 }  // namespace qkan_fast

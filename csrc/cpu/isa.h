@@ -7,6 +7,7 @@
 #include "core_types.h"
 #include "cpu/spectral.h"
 #include "params.h"
+#include "recurrence.h"
 
 // Set by CMakeLists.txt when the AVX2 and AVX-512 copies are compiled in (x86-64, GCC or Clang).
 #if defined(QKF_X86_DISPATCH)
@@ -31,6 +32,10 @@ struct SpectralCoefKernels {
   void (*born_coef)(const SpectralCoefParams&);
   void (*born_coef_backward)(const SpectralCoefParams&);
 };
+struct RecurrenceKernels {
+  void (*forward)(const RecurrenceParams&);
+  void (*backward)(const RecurrenceParams&);
+};
 struct SpectralLayerKernels {
   void (*basis)(const SpectralBasisParams&);
   void (*basis_backward)(const SpectralBasisParams&);
@@ -43,6 +48,7 @@ struct SpectralLayerKernels {
   extern const CircuitKernels circuit_kernels;            \
   extern const SpectralCoefKernels spectral_coef_kernels; \
   extern const SpectralLayerKernels spectral_layer_kernels; \
+  extern const RecurrenceKernels recurrence_kernels;      \
   }
 QKF_DECLARE_ISA_TABLES(isa_generic)
 #if QKF_X86

@@ -1,4 +1,4 @@
-// sin and cos that GCC can vectorise (libm's sincos is an opaque call that stops the SIMD loops).
+// sin, cos and exp that GCC can vectorise (libm's are opaque calls that stop the SIMD loops).
 //
 // Cody-Waite reduction by pi/2 with a three-part constant, then minimax polynomials on
 // [-pi/4, pi/4] (the classic Cephes sinf/cosf and fdlibm kernel coefficients). Branch-free, so a
@@ -80,6 +80,64 @@ template <class T> inline void sincos_chunk(const T* __restrict a, int n, T* __r
       c[j] = std::cos(a[j]);
     }
   }
+}
+
+// exp(x) for the LSTM cell's sigmoid and tanh (cpu/recurrence.cpp): Cody-Waite reduction by ln 2,
+// then the Cephes expf polynomial (float) or Pade form (double) on [-ln2/2, ln2/2], scaled by 2^k
+// through the exponent bits. Branch-free and SSE2-only (k is rounded by adding and subtracting
+// 1.5 * 2^(mantissa bits), which also leaves k in the sum's low bits: no nearbyint or float-to-int
+// conversion, which SSE2 cannot vectorise), so GCC vectorises loops of it in every ISA copy.
+// Accurate to about 1 ulp for x in [min, 0]; x below min gives exp(min) (about 1e-38 / 1e-307
+// instead of a subnormal or 0, an absolute error far below every tolerance); NaN gives NaN.
+template <class T> struct ExpConst;
+template <> struct ExpConst<float> {
+  using Bits = uint32_t;
+  static constexpr float min = -87.0f;
+  static constexpr float round_magic = 12582912.0f;  // 1.5 * 2^23
+  static constexpr Bits magic_bits = 0x4B400000u, bias = 127, shift = 23;
+  static constexpr float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+  static float reduced(float r) {  // exp(r) on [-ln2/2, ln2/2]
+    const float p = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r + 4.1665795894e-2f) * r +
+                     1.6666665459e-1f) * r + 5.0000001201e-1f;
+    return p * r * r + r + 1.0f;
+  }
+};
+template <> struct ExpConst<double> {
+  using Bits = uint64_t;
+  static constexpr double min = -708.0;
+  static constexpr double round_magic = 6755399441055744.0;  // 1.5 * 2^52
+  static constexpr Bits magic_bits = 0x4338000000000000ull, bias = 1023, shift = 52;
+  static constexpr double ln2_hi = 6.93145751953125e-1, ln2_lo = 1.42860682030941723212e-6;
+  static double reduced(double r) {
+    const double xx = r * r;
+    const double px = r * ((1.26177193074810590878e-4 * xx + 3.02994407707441961300e-2) * xx + 9.99999999999999999910e-1);
+    const double qx = ((3.00198505138664455042e-6 * xx + 2.52448340349684104192e-3) * xx + 2.27265548208155028766e-1) * xx +
+                      2.00000000000000000009e0;
+    return 1.0 + 2.0 * px / (qx - px);
+  }
+};
+
+// exp(x) for x <= 0 (see ExpConst).
+template <class T> inline T exp_nonpositive(T x) {
+  using K = ExpConst<T>;
+  using Bits = typename K::Bits;
+  x = x < K::min ? K::min : x;  // NaN passes through
+  const T shifted = x * T(1.44269504088896340736) + K::round_magic;  // k + magic, k = round(x / ln 2)
+  const T k = shifted - K::round_magic;
+  const T r = (x - k * K::ln2_hi) - k * K::ln2_lo;
+  const Bits k_bits = __builtin_bit_cast(Bits, shifted) - K::magic_bits;  // k, two's complement
+  return K::reduced(r) * __builtin_bit_cast(T, static_cast<Bits>((k_bits + K::bias) << K::shift));
+}
+
+// sigmoid and tanh from exp(-|v|) (no overflow for any v).
+template <class T> inline T vec_sigmoid(T v) {
+  const T e = exp_nonpositive(-std::fabs(v));
+  return (v >= T(0) ? T(1) : e) / (T(1) + e);
+}
+template <class T> inline T vec_tanh(T v) {
+  const T e = exp_nonpositive(T(-2) * std::fabs(v));
+  const T t = (T(1) - e) / (T(1) + e);
+  return v < T(0) ? -t : t;
 }
 
 }  // namespace

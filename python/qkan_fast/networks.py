@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import engines
+from . import engines, recurrence
 from .common import canonical_ansatz, check_engine, seeded_generator, theta_shape
 from .modules import QKAN, QKANLayer
 
@@ -292,6 +292,7 @@ class _GatedLSTM(nn.Module):
     z_t = [x_t, h_{t-1}], c_t = sigmoid(f) c_{t-1} + sigmoid(i) tanh(g), h_t = sigmoid(o) tanh(c_t)."""
 
     _separate_bias = True
+    fused = False  # QKANLSTM: run each layer's recurrence as one compiled call where it can (recurrence.py)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, bias: bool, batch_first: bool,
                  dropout: float, device, dtype):
@@ -404,6 +405,14 @@ class _GatedLSTM(nn.Module):
         h_n, c_n = [], []
         for layer in range(N):
             h, c = h0[layer], c0[layer]
+            if self.fused and recurrence.unsupported_reason(self.gates[layer], layer_input) is None:
+                bias = self.gate_bias[layer] if self.gate_bias is not None else None
+                layer_input, c_seq = recurrence.lstm_layer(layer_input, h, c, self.gates[layer], bias)
+                h_n.append(layer_input[-1])
+                c_n.append(c_seq[-1])
+                if self.dropout and self.training and layer < N - 1:
+                    layer_input = F.dropout(layer_input, p=self.dropout, training=True)
+                continue
             outs = []
             for t in range(L):
                 # one fused gate-layer call per time step for the whole batch: out size 4H = [f, i, g, o]
@@ -457,6 +466,11 @@ class QKANLSTM(_GatedLSTM):
             torch's global RNG (ignored when ``seed`` is given).
         device (torch.device | str | None): device of the parameters.
         dtype (torch.dtype | None): dtype of the parameters.
+        fused (bool): run each layer's whole recurrence as one compiled call forward and one
+            backward (CPU; the same numbers as the per-step loop). It falls back to the loop where
+            it does not apply: other devices, an empty batch, batch normalisation, a base activation
+            other than SiLU, ``engine="reference"``, ``px`` with trainable encodings, torch.func
+            transforms. ``False`` always runs the loop, which also supports second derivatives.
         **layer_kwargs: passed to every :class:`QKANLayer` (``ba_trainable``, ``group``,
             ``preact_trainable``, ...). :class:`QKANLayer` defaults ``ba_trainable=True``, a
             trainable SiLU base branch per edge.
@@ -487,6 +501,7 @@ class QKANLSTM(_GatedLSTM):
         seed: Optional[int] = None,
         device=None,
         dtype: Optional[torch.dtype] = None,
+        fused: bool = True,
         **layer_kwargs,
     ):
         generator = seeded_generator(seed, device) if seed is not None else layer_kwargs.pop("generator", None)
@@ -495,6 +510,7 @@ class QKANLSTM(_GatedLSTM):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, device, dtype)
         del self._layer_kwargs["generator"]  # construction only: the module keeps no RNG state
         self.reps, self.ansatz, self.fast_measure = reps, canonical_ansatz(ansatz), bool(fast_measure)
+        self.fused = bool(fused)
 
     def _make_gates(self, in_features: int, out_features: int) -> nn.Module:
         return QKANLayer(in_features, out_features, **self._layer_kwargs)

@@ -156,12 +156,9 @@ def _coef_params(theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int):
     return p
 
 
-@torch.library.custom_op("qkan_fast::spectral_coef", mutates_args=())
-def spectral_coef(theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int, exact: bool) -> Tensor:
-    """Fourier coefficients [O, I, nq, 2R+1] of every edge's Bloch components Z (, X, Y) as
-    functions of the data angle u; rows 1, cos ku (k = 1..R), sin ku. theta [O, I, Rt, P];
-    pre_b [O, I, R] (rpz: e = u + b) or empty. px is passed in as its mix form (mix_form_of_px).
-    exact: compute in float64 and round to theta's dtype (the backward stays in theta's dtype)."""
+def coef_cpu(theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int, exact: bool) -> Tensor:
+    """The coefficient kernel itself (spectral_coef without the op dispatch; the fused recurrence
+    calls it inside its autograd.Function)."""
     theta, pre_b = theta.contiguous(), pre_b.contiguous()
     out = theta.new_empty(theta.shape[0], theta.shape[1], nq, n_coef(reps))
     p = _coef_params(theta, pre_b, ansatz, reps, nq)
@@ -169,6 +166,30 @@ def spectral_coef(theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int,
     p.coef_out = out.data_ptr()
     _C.spectral_coef_cpu(p)
     return out
+
+
+def coef_backward_cpu(grad: Tensor, theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int,
+                      need_b: bool) -> tuple[Tensor, Tensor]:
+    """(grad_theta, grad_pre_b) of coef_cpu; grad_pre_b is empty unless need_b."""
+    grad, theta, pre_b = grad.contiguous(), theta.contiguous(), pre_b.contiguous()
+    gtheta = torch.empty_like(theta)
+    gb = torch.empty_like(pre_b) if need_b else theta.new_empty(0)
+    p = _coef_params(theta, pre_b, ansatz, reps, nq)
+    p.grad_coef_in = grad.data_ptr()
+    p.grad_theta = gtheta.data_ptr()
+    if need_b:
+        p.grad_pre_b = gb.data_ptr()
+    _C.spectral_coef_backward_cpu(p)
+    return gtheta, gb
+
+
+@torch.library.custom_op("qkan_fast::spectral_coef", mutates_args=())
+def spectral_coef(theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int, exact: bool) -> Tensor:
+    """Fourier coefficients [O, I, nq, 2R+1] of every edge's Bloch components Z (, X, Y) as
+    functions of the data angle u; rows 1, cos ku (k = 1..R), sin ku. theta [O, I, Rt, P];
+    pre_b [O, I, R] (rpz: e = u + b) or empty. px is passed in as its mix form (mix_form_of_px).
+    exact: compute in float64 and round to theta's dtype (the backward stays in theta's dtype)."""
+    return coef_cpu(theta, pre_b, ansatz, reps, nq, exact)
 
 
 @spectral_coef.register_fake
@@ -181,16 +202,7 @@ def spectral_coef_backward(
     grad: Tensor, theta: Tensor, pre_b: Tensor, ansatz: int, reps: int, nq: int, need_b: bool
 ) -> tuple[Tensor, Tensor]:
     """(grad_theta, grad_pre_b) of spectral_coef; grad_pre_b is empty unless need_b."""
-    grad, theta, pre_b = grad.contiguous(), theta.contiguous(), pre_b.contiguous()
-    gtheta = torch.empty_like(theta)
-    gb = torch.empty_like(pre_b) if need_b else theta.new_empty(0)
-    p = _coef_params(theta, pre_b, ansatz, reps, nq)
-    p.grad_coef_in = grad.data_ptr()
-    p.grad_theta = gtheta.data_ptr()
-    if need_b:
-        p.grad_pre_b = gb.data_ptr()
-    _C.spectral_coef_backward_cpu(p)
-    return gtheta, gb
+    return coef_backward_cpu(grad, theta, pre_b, ansatz, reps, nq, need_b)
 
 
 @spectral_coef_backward.register_fake

@@ -1,0 +1,303 @@
+// CPU schedule of the fused LSTM recurrence (recurrence.h): a loop over time steps around the gate
+// layer's own CPU entry points (circuit or spectral fused kernel, each with its ISA dispatch and
+// threading), with the base branch, the gate nonlinearities and the cell update done here between
+// them. Instantiated for float and double only: the gate layer's kernels are the existing ones.
+//
+// Compiled once per instruction set (recurrence_{generic,avx2,avx512}.cpp, each in its own
+// namespace QKF_ISA_NS), like the other kernel families: the base branch is a small matrix product
+// per step and the cell's sigmoid and tanh are SIMD loops (vec_math.h), both 2-4x faster in AVX
+// registers; cpu/isa.h picks the copy.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "cpu/isa.h"
+#include "cpu/spectral.h"
+#include "cpu/vec_math.h"
+#include "daruan.h"
+#include "lstm_cell.h"
+#include "params.h"
+#include "recurrence.h"
+
+#ifndef QKF_ISA_NS
+#error "define QKF_ISA_NS before including recurrence_kernels.h"
+#endif
+
+namespace qkan_fast {
+namespace QKF_ISA_NS {
+namespace {
+
+// Below this much gate-layer work per thread (edge-sample-coefficients) the spectral kernel runs on
+// fewer threads: an LSTM step is small, and waking a thread costs more than it saves. (The circuit
+// entry point has its own rule, circuit_kernels.h kWorkPerThread.)
+constexpr int64_t kSpectralWorkPerThread = 256 * 1024;
+
+template <class T> struct Layout {
+  int64_t L, B, d, H, I, O;
+  explicit Layout(const RecurrenceParams& p)
+      : L(p.steps), B(p.batch), d(p.input_size), H(p.hidden), I(p.input_size + p.hidden), O(4 * p.hidden) {}
+};
+
+int64_t theta_size(const RecurrenceParams& p) {
+  return 4 * p.hidden * (p.input_size + p.hidden) * theta_rows(p.ansatz, p.reps) * theta_cols(p.ansatz);
+}
+int64_t coef_size(const RecurrenceParams& p) {
+  return 4 * p.hidden * (p.input_size + p.hidden) * p.nq * (2 * p.reps + 1);
+}
+
+// z = [x_t, h_prev] for the B samples of one step: [B, I].
+template <class T>
+void make_z(const Layout<T>& s, const T* x_t, const T* h_prev, T* z) {
+  for (int64_t b = 0; b < s.B; ++b) {
+    std::copy(x_t + b * s.d, x_t + (b + 1) * s.d, z + b * s.I);
+    std::copy(h_prev + b * s.H, h_prev + (b + 1) * s.H, z + b * s.I + s.d);
+  }
+}
+
+// The gate layer's DARUAN part for one step: a[b, o] = sum_i weight[o,i] phi_oi(z[b,i]).
+template <class T>
+void gate_forward(const RecurrenceParams& p, const Layout<T>& s, const T* z, T* a) {
+  if (p.engine == GateEngine::kCircuit) {
+    CircuitParams c;
+    c.batch = s.B; c.in_dim = s.I; c.out_dim = s.O; c.reps = p.reps;
+    c.ansatz = p.ansatz; c.dtype = p.dtype; c.fast_measure = p.fast_measure; c.encode = p.encode;
+    c.x = z; c.theta = p.theta; c.pre_w = p.pre_w; c.pre_b = p.pre_b; c.weight = p.weight; c.y = a;
+    c.num_threads = p.num_threads;
+    circuit_forward_cpu(c);
+  } else {
+    SpectralLayerParams f;
+    f.batch = s.B; f.in_dim = s.I; f.out_dim = s.O; f.reps = p.reps; f.px = p.px; f.dtype = p.dtype; f.nq = p.nq;
+    f.x = z; f.coef = p.coef; f.weight = p.weight; f.y = a;
+    const int64_t work = s.B * s.I * s.O * p.nq * (2 * p.reps + 1);
+    f.num_threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.num_threads, work / kSpectralWorkPerThread)));
+    spectral_fused_forward_cpu(f);
+  }
+}
+
+// Its backward for one step, from da = dL/da [B, O]: writes dL/dz [B, I] and adds the step's
+// parameter gradients to the outputs that were asked for (scratch holds one step's values).
+template <class T>
+struct GateGrads {
+  std::vector<T> theta, pre_w, pre_b, coef, weight;
+  explicit GateGrads(const RecurrenceParams& p) {
+    const int64_t E = 4 * p.hidden * (p.input_size + p.hidden);
+    if (p.grad_theta) theta.resize(theta_size(p));
+    if (p.grad_pre_w) pre_w.resize(E * p.reps);
+    if (p.grad_pre_b) pre_b.resize(E * p.reps);
+    if (p.grad_coef) coef.resize(coef_size(p));
+    if (p.grad_weight) weight.resize(E);
+  }
+};
+
+template <class T> void add_to(void* out, const std::vector<T>& step) {
+  T* o = static_cast<T*>(out);
+  const int64_t n = static_cast<int64_t>(step.size());
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) o[k] += step[k];
+}
+
+template <class T> T* data_or_null(std::vector<T>& v) { return v.empty() ? nullptr : v.data(); }
+
+template <class T>
+void gate_backward(const RecurrenceParams& p, const Layout<T>& s, const T* z, const T* da, T* dz, GateGrads<T>& g) {
+  if (p.engine == GateEngine::kCircuit) {
+    CircuitParams c;
+    c.batch = s.B; c.in_dim = s.I; c.out_dim = s.O; c.reps = p.reps;
+    c.ansatz = p.ansatz; c.dtype = p.dtype; c.fast_measure = p.fast_measure; c.encode = p.encode;
+    c.x = z; c.theta = p.theta; c.pre_w = p.pre_w; c.pre_b = p.pre_b; c.weight = p.weight;
+    c.grad_y = da; c.grad_x = dz;
+    c.grad_theta = data_or_null(g.theta); c.grad_pre_w = data_or_null(g.pre_w);
+    c.grad_pre_b = data_or_null(g.pre_b); c.grad_weight = data_or_null(g.weight);
+    c.num_threads = p.num_threads;
+    circuit_backward_cpu(c);
+    if (p.grad_theta) add_to(p.grad_theta, g.theta);
+    if (p.grad_pre_w) add_to(p.grad_pre_w, g.pre_w);
+    if (p.grad_pre_b) add_to(p.grad_pre_b, g.pre_b);
+  } else {
+    SpectralLayerParams f;
+    f.batch = s.B; f.in_dim = s.I; f.out_dim = s.O; f.reps = p.reps; f.px = p.px; f.dtype = p.dtype; f.nq = p.nq;
+    f.x = z; f.coef = p.coef; f.weight = p.weight;
+    f.grad_y = da; f.grad_x = dz; f.grad_coef = data_or_null(g.coef); f.grad_weight = data_or_null(g.weight);
+    const int64_t work = 3 * s.B * s.I * s.O * p.nq * (2 * p.reps + 1);
+    f.num_threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.num_threads, work / kSpectralWorkPerThread)));
+    spectral_fused_backward_cpu(f);
+    if (p.grad_coef) add_to(p.grad_coef, g.coef);
+  }
+  if (p.grad_weight) add_to(p.grad_weight, g.weight);
+}
+
+// The base branch's weight transposed to [I][O] once per call, so that every product with it runs
+// along the O gate units (contiguous, a multiple of 4): empty without a base branch.
+template <class T>
+std::vector<T> transposed_base(const RecurrenceParams& p, const Layout<T>& s) {
+  std::vector<T> wt;
+  const T* bw = static_cast<const T*>(p.base_weight);
+  if (!bw) return wt;
+  wt.resize(s.I * s.O);
+  for (int64_t o = 0; o < s.O; ++o)
+    for (int64_t i = 0; i < s.I; ++i) wt[i * s.O + o] = bw[o * s.I + i];
+  return wt;
+}
+
+// a[b, o] += bias[o] + sum_i base_weight[o,i] silu(z[b,i])
+template <class T>
+void add_base_and_bias(const RecurrenceParams& p, const Layout<T>& s, const std::vector<T>& wt, const T* z, T* a) {
+  const T* bias = static_cast<const T*>(p.bias);
+  for (int64_t b = 0; b < s.B; ++b) {
+    T* __restrict ab = a + b * s.O;
+    if (bias)
+#pragma omp simd
+      for (int64_t o = 0; o < s.O; ++o) ab[o] += bias[o];
+    if (wt.empty()) continue;
+    for (int64_t i = 0; i < s.I; ++i) {
+      const T zi = z[b * s.I + i], si = zi * vec_sigmoid(zi);
+      const T* __restrict w = wt.data() + i * s.O;
+#pragma omp simd
+      for (int64_t o = 0; o < s.O; ++o) ab[o] += w[o] * si;
+    }
+  }
+}
+
+// Backward of the base branch and the bias for one step, from da [B, O]: adds to dz [B, I] and to
+// the base weight's and bias's gradients ([I][O] transposed, and [O]).
+template <class T>
+void base_and_bias_backward(const Layout<T>& s, const std::vector<T>& wt, const T* z, const T* da, T* dz,
+                            T* gwt, T* gbias) {
+  for (int64_t b = 0; b < s.B; ++b) {
+    const T* __restrict db = da + b * s.O;
+    if (gbias)
+#pragma omp simd
+      for (int64_t o = 0; o < s.O; ++o) gbias[o] += db[o];
+    if (wt.empty()) continue;
+    for (int64_t i = 0; i < s.I; ++i) {
+      const T zi = z[b * s.I + i], sg = vec_sigmoid(zi);
+      const T* __restrict w = wt.data() + i * s.O;
+      T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+      for (int64_t o = 0; o < s.O; ++o) acc += w[o] * db[o];
+      dz[b * s.I + i] += acc * silu_slope_from_sigmoid(zi, sg);
+      if (gwt) {
+        T* __restrict g = gwt + i * s.O;
+        const T si = zi * sg;
+#pragma omp simd
+        for (int64_t o = 0; o < s.O; ++o) g[o] += db[o] * si;
+      }
+    }
+  }
+}
+
+// The cell of one sample's H units from its pre-activations a [4H]: activated gates to act [4H],
+// c and h [H]. One SIMD loop over the units (vec_math.h's sigmoid and tanh inline).
+template <class T>
+void cell_step_forward(int64_t H, const T* __restrict a, const T* __restrict c_prev, T* __restrict act,
+                       T* __restrict c, T* __restrict h) {
+#pragma omp simd
+  for (int64_t u = 0; u < H; ++u) {
+    const CellGates<T> g{vec_sigmoid(a[u]), vec_sigmoid(a[H + u]), vec_tanh(a[2 * H + u]), vec_sigmoid(a[3 * H + u])};
+    act[u] = g.f; act[H + u] = g.i; act[2 * H + u] = g.g; act[3 * H + u] = g.o;
+    c[u] = cell_state(g, c_prev[u]);
+    h[u] = g.o * vec_tanh(c[u]);
+  }
+}
+
+// Its backward: dh, dc [H] hold dL/dh_t, dL/dc_t from step t+1 on entry (the outputs' gradients
+// gh, gc are added here) and dL/dc_{t-1} in dc on return; da [4H] gets dL/d(pre-activations).
+template <class T>
+void cell_step_backward(int64_t H, const T* __restrict act, const T* __restrict c, const T* __restrict c_prev,
+                        const T* __restrict dh, const T* __restrict gh, const T* __restrict gc, T* __restrict dc,
+                        T* __restrict da) {
+#pragma omp simd
+  for (int64_t u = 0; u < H; ++u) {
+    const CellGates<T> g{act[u], act[H + u], act[2 * H + u], act[3 * H + u]};
+    CellGates<T> d;
+    dc[u] = cell_backward(g, vec_tanh(c[u]), c_prev[u], dh[u] + gh[u], dc[u] + gc[u], &d);
+    da[u] = d.f; da[H + u] = d.i; da[2 * H + u] = d.g; da[3 * H + u] = d.o;
+  }
+}
+
+template <class T>
+void forward_typed(const RecurrenceParams& p) {
+  const Layout<T> s(p);
+  const T* x = static_cast<const T*>(p.x);
+  T* h_seq = static_cast<T*>(p.h_seq);
+  T* c_seq = static_cast<T*>(p.c_seq);
+  T* gates = static_cast<T*>(p.gates);
+  const std::vector<T> wt = transposed_base(p, s);
+  std::vector<T> z(s.B * s.I), a(s.B * s.O);
+  for (int64_t t = 0; t < s.L; ++t) {
+    const T* h_prev = t ? h_seq + (t - 1) * s.B * s.H : static_cast<const T*>(p.h0);
+    const T* c_prev = t ? c_seq + (t - 1) * s.B * s.H : static_cast<const T*>(p.c0);
+    make_z(s, x + t * s.B * s.d, h_prev, z.data());
+    gate_forward(p, s, z.data(), a.data());
+    add_base_and_bias(p, s, wt, z.data(), a.data());
+    T* act = gates + t * s.B * s.O;
+    T* h = h_seq + t * s.B * s.H;
+    T* c = c_seq + t * s.B * s.H;
+    for (int64_t b = 0; b < s.B; ++b)
+      cell_step_forward(s.H, a.data() + b * s.O, c_prev + b * s.H, act + b * s.O, c + b * s.H, h + b * s.H);
+  }
+}
+
+template <class T>
+void backward_typed(const RecurrenceParams& p) {
+  const Layout<T> s(p);
+  const T* x = static_cast<const T*>(p.x);
+  const T* h_seq = static_cast<const T*>(p.h_seq);
+  const T* c_seq = static_cast<const T*>(p.c_seq);
+  const T* gates = static_cast<const T*>(p.gates);
+  const T* gh = static_cast<const T*>(p.grad_h_seq);
+  const T* gc = static_cast<const T*>(p.grad_c_seq);
+  T* gx = static_cast<T*>(p.grad_x);
+  T* gbw = static_cast<T*>(p.grad_base_weight);
+  T* gbias = static_cast<T*>(p.grad_bias);
+
+  // the parameter gradients are sums over steps
+  if (p.grad_theta) std::memset(p.grad_theta, 0, sizeof(T) * theta_size(p));
+  if (p.grad_pre_w) std::memset(p.grad_pre_w, 0, sizeof(T) * s.O * s.I * p.reps);
+  if (p.grad_pre_b) std::memset(p.grad_pre_b, 0, sizeof(T) * s.O * s.I * p.reps);
+  if (p.grad_coef) std::memset(p.grad_coef, 0, sizeof(T) * coef_size(p));
+  if (p.grad_weight) std::memset(p.grad_weight, 0, sizeof(T) * s.O * s.I);
+  if (gbias) std::memset(gbias, 0, sizeof(T) * s.O);
+
+  GateGrads<T> step_grads(p);
+  const std::vector<T> wt = transposed_base(p, s);
+  std::vector<T> gwt(gbw ? s.I * s.O : 0, T(0));  // base weight gradient, [I][O] as wt
+  std::vector<T> z(s.B * s.I), da(s.B * s.O), dz(s.B * s.I);
+  std::vector<T> dh(s.B * s.H, T(0)), dc(s.B * s.H, T(0));  // dL/dh_t, dL/dc_t carried from step t+1
+  for (int64_t t = s.L - 1; t >= 0; --t) {
+    const T* h_prev = t ? h_seq + (t - 1) * s.B * s.H : static_cast<const T*>(p.h0);
+    const T* c_prev = t ? c_seq + (t - 1) * s.B * s.H : static_cast<const T*>(p.c0);
+    const T* c = c_seq + t * s.B * s.H;
+    const T* act = gates + t * s.B * s.O;
+    const int64_t step = t * s.B * s.H;
+    for (int64_t b = 0; b < s.B; ++b) {
+      const int64_t k = b * s.H;
+      cell_step_backward(s.H, act + b * s.O, c + k, c_prev + k, dh.data() + k, gh + step + k, gc + step + k,
+                         dc.data() + k, da.data() + b * s.O);
+    }
+    make_z(s, x + t * s.B * s.d, h_prev, z.data());
+    gate_backward(p, s, z.data(), da.data(), dz.data(), step_grads);
+    base_and_bias_backward(s, wt, z.data(), da.data(), dz.data(), gwt.empty() ? nullptr : gwt.data(), gbias);
+    for (int64_t b = 0; b < s.B; ++b) {
+      std::copy(dz.data() + b * s.I, dz.data() + b * s.I + s.d, gx + (t * s.B + b) * s.d);
+      std::copy(dz.data() + b * s.I + s.d, dz.data() + (b + 1) * s.I, dh.data() + b * s.H);
+    }
+  }
+  if (gbw)
+    for (int64_t o = 0; o < s.O; ++o)
+      for (int64_t i = 0; i < s.I; ++i) gbw[o * s.I + i] = gwt[i * s.O + o];
+  std::copy(dh.begin(), dh.end(), static_cast<T*>(p.grad_h0));
+  std::copy(dc.begin(), dc.end(), static_cast<T*>(p.grad_c0));
+}
+
+}  // namespace
+
+const RecurrenceKernels recurrence_kernels = {
+    [](const RecurrenceParams& p) { if (p.dtype == kFloat64) forward_typed<double>(p); else forward_typed<float>(p); },
+    [](const RecurrenceParams& p) { if (p.dtype == kFloat64) backward_typed<double>(p); else backward_typed<float>(p); },
+};
+
+}  // namespace QKF_ISA_NS
+}  // namespace qkan_fast

@@ -1,0 +1,81 @@
+// The whole recurrence of one QKAN-LSTM layer in one call forward and one call backward
+// (docs/math.md, "Networks"): every time step's gate layer, gate nonlinearities and cell update,
+// with backpropagation through time inside the backward. Plain pointers and sizes, no torch:
+// python/qkan_fast/recurrence.py checks the tensors; check_recurrence checks the rest.
+//
+// Gate map of the layer: z_t = [x_t, h_{t-1}] (I = d + H inputs) -> O = 4H outputs [f, i, g, o],
+//   a[b,o] = sum_i weight[o,i] phi_oi(z[b,i]) + sum_i base_weight[o,i] silu(z[b,i]) + bias[o],
+// with phi by the circuit engine (every ansatz and flag) or by the spectral engine's fused kernel
+// from coefficients the caller made (frozen encodings). Saved for backward: the inputs, h and c of
+// every step and the activated gates, O(L B H) numbers; each step's gate layer is recomputed in
+// the backward (no (B, 4H, d + H) tensor at any time).
+#pragma once
+
+#include <cstdint>
+
+#include "core_types.h"
+
+namespace qkan_fast {
+
+enum class GateEngine : int { kCircuit = 0, kSpectral = 1 };
+
+struct RecurrenceParams {
+  int64_t steps = 0;       // L
+  int64_t batch = 0;       // B
+  int64_t input_size = 0;  // d
+  int64_t hidden = 0;      // H; the gate layer has I = d + H inputs and O = 4H outputs
+  DType dtype = kFloat32;
+  GateEngine engine = GateEngine::kCircuit;
+  int reps = 0;  // R
+
+  // circuit gate layer
+  Ansatz ansatz = kPZ;
+  bool fast_measure = true;
+  bool encode = false;          // e_l = pre_w * z + pre_b
+  const void* theta = nullptr;  // [O, I, Rt, P]
+  const void* pre_w = nullptr;  // [O, I, R] (encode)
+  const void* pre_b = nullptr;  // [O, I, R] (encode)
+  // spectral gate layer
+  bool px = false;             // u = arccos(z)
+  int nq = 3;                  // 3: fast measure (Z, X, Y); 1: Born
+  const void* coef = nullptr;  // [O, I, nq, 2R+1]
+
+  const void* weight = nullptr;       // [O, I] postact weight * mask
+  const void* base_weight = nullptr;  // [O, I] SiLU base branch (times mask); null: no base branch
+  const void* bias = nullptr;         // [O] null: none
+
+  const void* x = nullptr;   // [L, B, d]
+  const void* h0 = nullptr;  // [B, H]
+  const void* c0 = nullptr;  // [B, H]
+
+  // forward outputs, read back by the backward
+  void* h_seq = nullptr;  // [L, B, H]
+  void* c_seq = nullptr;  // [L, B, H]
+  void* gates = nullptr;  // [L, B, 4H] activated gates (sigmoid f, sigmoid i, tanh g, sigmoid o)
+
+  // backward
+  const void* grad_h_seq = nullptr;  // [L, B, H]
+  const void* grad_c_seq = nullptr;  // [L, B, H]
+  void* grad_x = nullptr;            // [L, B, d]
+  void* grad_h0 = nullptr;           // [B, H]
+  void* grad_c0 = nullptr;           // [B, H]
+  // parameter gradients, summed over the steps; null when not needed
+  void* grad_theta = nullptr;        // [O, I, Rt, P] (circuit)
+  void* grad_pre_w = nullptr;        // [O, I, R]     (circuit)
+  void* grad_pre_b = nullptr;        // [O, I, R]     (circuit)
+  void* grad_coef = nullptr;         // [O, I, nq, 2R+1] (spectral)
+  void* grad_weight = nullptr;       // [O, I]
+  void* grad_base_weight = nullptr;  // [O, I]
+  void* grad_bias = nullptr;         // [O]
+
+  int num_threads = 1;
+};
+
+enum class RecurrenceOp : int { kForward, kBackward };
+// Throws std::invalid_argument for what the entry point does not handle (checks.cpp).
+void check_recurrence(const RecurrenceParams& p, RecurrenceOp op);
+
+void recurrence_forward_cpu(const RecurrenceParams& p);
+void recurrence_backward_cpu(const RecurrenceParams& p);
+
+}  // namespace qkan_fast
