@@ -85,6 +85,7 @@ void check_circuit(const CircuitParams& p, CircuitOp op, Device device) {
         fail(entry, "grad_weight is defined for grad_y only, not for grad_postacts");
       break;
   }
+  if (cuda && p.theta_rot) fail(entry, "theta_rot is a CPU option; pass theta");
   if (cuda) {
     const int64_t lim = (int64_t(1) << 31) - 1;
     if (p.batch * p.out_dim > lim || p.batch * p.in_dim > lim || p.out_dim * p.in_dim > lim)

@@ -23,6 +23,10 @@ struct CircuitParams {
   // inputs, all contiguous
   const void* x = nullptr;       // [B, I]
   const void* theta = nullptr;   // [O, I, Rt, P]
+  // CPU only, optional: theta already folded to gate (cos, sin) pairs, [O, I, Rt, P, 2] as
+  // daruan.h fold_theta makes them (the fused recurrence folds once per sequence, not per step);
+  // when set, theta is not read
+  const void* theta_rot = nullptr;
   const void* pre_w = nullptr;   // [O, I, R]   (encode only)
   const void* pre_b = nullptr;   // [O, I, R]   (encode only)
   const void* weight = nullptr;  // [O, I]      postact weight * mask (forward / backward of y)

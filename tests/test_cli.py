@@ -173,11 +173,33 @@ def test_quick_runs_the_reference_only_on_small_layers(tmp_path, capsys):
         (["--peers", "exact"], "unknown peer"),
         (["--ansatz", "zz"], "unknown ansatz"),
         (["--rounds", "-1"], "--rounds must be positive"),
+        (["--workloads", "L1,W1"], "L1 and LD run without other workloads"),
     ],
 )
 def test_bench_bad_arguments(capsys, argv, message):
     assert cli.main(["bench", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_bench_lstm_recurrence_fused_loop_and_nn_lstm(tmp_path, capsys):
+    out = tmp_path / "lstm.json"
+    threads = torch.get_num_threads()
+    try:
+        rc = cli.main(["bench", "--workloads", "LD", *FAST, "--threads", "1", "--json", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    data = _strict_json(out)
+    assert data["schema"] == "qkan_fast.bench.lstm/1" and data["threads"] == 1
+    r = data["workloads"]["LD"]
+    assert r["shape"]["batch"] == 2 and r["shape"]["hidden"] == 5
+    t = {k: v["median"] for k, v in r["forward_backward_seconds"].items()}
+    assert set(t) == {"qkan_fast fused", "qkan_fast loop", "nn.LSTM"}
+    assert r["fused_over_nn_lstm"] == pytest.approx(t["qkan_fast fused"] / t["nn.LSTM"])
+    assert r["loop_over_fused"] == pytest.approx(t["qkan_fast loop"] / t["qkan_fast fused"])
+    assert r["max_rel_diff_fused_vs_loop"] < 1e-5  # float32
+    assert "LD: QKAN-LSTM recurrence" in captured.out
 
 
 def test_parse_workloads():

@@ -43,7 +43,8 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // edge, and the data gate's pair once per (b, i) (transposed to [I][B] so a chunk of
 // samples is contiguous). With encodings the data gate differs per edge, so only x^T is kept.
 template <class T> struct Prepared {
-  std::vector<Rot<T>> rot;  // [O*I][K], K = Rt*P
+  const Rot<T>* rot = nullptr;  // [O*I][K], K = Rt*P: rot_store, or the caller's (CircuitParams::theta_rot)
+  std::vector<Rot<T>> rot_store;
   std::vector<T> dc, ds;     // [I][B] (not encode)
   std::vector<T> xt;         // [I][B] (encode)
   int K = 0;
@@ -78,11 +79,19 @@ Prepared<T> prepare(const CircuitParams& p) {
   const int64_t n_theta = O * I * pr.K;
   const T* theta = static_cast<const T*>(p.theta);
   const T* x = static_cast<const T*>(p.x);
-  pr.rot.resize(n_theta);
+  const bool fold = p.theta_rot == nullptr;
+  if (fold) {
+    pr.rot_store.resize(n_theta);
+    pr.rot = pr.rot_store.data();
+  } else {
+    pr.rot = static_cast<const Rot<T>*>(p.theta_rot);
+  }
 #pragma omp parallel num_threads(p.num_threads)
   {
+    if (fold) {
 #pragma omp for schedule(static)
-    for (int64_t k = 0; k < n_theta; ++k) pr.rot[k] = fold_theta<T, A>(theta[k], static_cast<int>(k % P));
+      for (int64_t k = 0; k < n_theta; ++k) pr.rot_store[k] = fold_theta<T, A>(theta[k], static_cast<int>(k % P));
+    }
     if (p.encode) {
 #pragma omp single
       pr.xt.resize(B * I);
@@ -302,7 +311,7 @@ void forward_impl(const CircuitParams& p, const Prepared<T>& pr, bool store_post
     for (int64_t i = 0; i < I; ++i) {
       const int64_t e = o * I + i;
       if (!store_postacts && weight[e] == T(0)) continue;  // pruned edge
-      EdgeChunk<T> c{n, pr.rot.data() + e * K, nullptr, nullptr, nullptr, nullptr, nullptr};
+      EdgeChunk<T> c{n, pr.rot + e * K, nullptr, nullptr, nullptr, nullptr, nullptr};
       if constexpr (ENC) {
         c.xs = pr.xt.data() + i * B + b0;
         c.w = pre_w + e * R;
@@ -380,7 +389,7 @@ void backward_impl(const CircuitParams& p, const Prepared<T>& pr) {
 QKF_VECTOR_LOOP
             for (int j = 0; j < n; ++j) coef[j] = we * gy_o[j];
           }
-          EdgeChunk<T> c{n, pr.rot.data() + e * K, nullptr, nullptr, nullptr, nullptr, nullptr};
+          EdgeChunk<T> c{n, pr.rot + e * K, nullptr, nullptr, nullptr, nullptr, nullptr};
           if constexpr (ENC) {
             c.xs = pr.xt.data() + i * B + b0;
             c.w = pre_w + e * R;

@@ -56,14 +56,32 @@ void make_z(const Layout<T>& s, const T* x_t, const T* h_prev, T* z) {
   }
 }
 
+// theta of the circuit gate layer folded to gate (cos, sin) pairs once per call (daruan.h
+// fold_theta; CircuitParams::theta_rot), instead of once per step inside the circuit kernels.
+template <class T>
+std::vector<Rot<T>> folded_theta(const RecurrenceParams& p) {
+  std::vector<Rot<T>> rot;
+  if (p.engine != GateEngine::kCircuit) return rot;
+  const int64_t n = theta_size(p);
+  const int P = theta_cols(p.ansatz);
+  const T* theta = static_cast<const T*>(p.theta);
+  rot.resize(n);
+  dispatch_ansatz(p.ansatz, [&](auto tag) {
+    constexpr int A = decltype(tag)::value;
+    for (int64_t k = 0; k < n; ++k) rot[k] = fold_theta<T, A>(theta[k], static_cast<int>(k % P));
+  });
+  return rot;
+}
+
 // The gate layer's DARUAN part for one step: a[b, o] = sum_i weight[o,i] phi_oi(z[b,i]).
 template <class T>
-void gate_forward(const RecurrenceParams& p, const Layout<T>& s, const T* z, T* a) {
+void gate_forward(const RecurrenceParams& p, const Layout<T>& s, const std::vector<Rot<T>>& rot, const T* z, T* a) {
   if (p.engine == GateEngine::kCircuit) {
     CircuitParams c;
     c.batch = s.B; c.in_dim = s.I; c.out_dim = s.O; c.reps = p.reps;
     c.ansatz = p.ansatz; c.dtype = p.dtype; c.fast_measure = p.fast_measure; c.encode = p.encode;
-    c.x = z; c.theta = p.theta; c.pre_w = p.pre_w; c.pre_b = p.pre_b; c.weight = p.weight; c.y = a;
+    c.x = z; c.theta = p.theta; c.theta_rot = rot.data(); c.pre_w = p.pre_w; c.pre_b = p.pre_b;
+    c.weight = p.weight; c.y = a;
     c.num_threads = p.num_threads;
     circuit_forward_cpu(c);
   } else {
@@ -101,13 +119,14 @@ template <class T> void add_to(void* out, const std::vector<T>& step) {
 template <class T> T* data_or_null(std::vector<T>& v) { return v.empty() ? nullptr : v.data(); }
 
 template <class T>
-void gate_backward(const RecurrenceParams& p, const Layout<T>& s, const T* z, const T* da, T* dz, GateGrads<T>& g) {
+void gate_backward(const RecurrenceParams& p, const Layout<T>& s, const std::vector<Rot<T>>& rot, const T* z,
+                   const T* da, T* dz, GateGrads<T>& g) {
   if (p.engine == GateEngine::kCircuit) {
     CircuitParams c;
     c.batch = s.B; c.in_dim = s.I; c.out_dim = s.O; c.reps = p.reps;
     c.ansatz = p.ansatz; c.dtype = p.dtype; c.fast_measure = p.fast_measure; c.encode = p.encode;
-    c.x = z; c.theta = p.theta; c.pre_w = p.pre_w; c.pre_b = p.pre_b; c.weight = p.weight;
-    c.grad_y = da; c.grad_x = dz;
+    c.x = z; c.theta = p.theta; c.theta_rot = rot.data(); c.pre_w = p.pre_w; c.pre_b = p.pre_b;
+    c.weight = p.weight; c.grad_y = da; c.grad_x = dz;
     c.grad_theta = data_or_null(g.theta); c.grad_pre_w = data_or_null(g.pre_w);
     c.grad_pre_b = data_or_null(g.pre_b); c.grad_weight = data_or_null(g.weight);
     c.num_threads = p.num_threads;
@@ -225,12 +244,13 @@ void forward_typed(const RecurrenceParams& p) {
   T* c_seq = static_cast<T*>(p.c_seq);
   T* gates = static_cast<T*>(p.gates);
   const std::vector<T> wt = transposed_base(p, s);
+  const std::vector<Rot<T>> rot = folded_theta<T>(p);
   std::vector<T> z(s.B * s.I), a(s.B * s.O);
   for (int64_t t = 0; t < s.L; ++t) {
     const T* h_prev = t ? h_seq + (t - 1) * s.B * s.H : static_cast<const T*>(p.h0);
     const T* c_prev = t ? c_seq + (t - 1) * s.B * s.H : static_cast<const T*>(p.c0);
     make_z(s, x + t * s.B * s.d, h_prev, z.data());
-    gate_forward(p, s, z.data(), a.data());
+    gate_forward(p, s, rot, z.data(), a.data());
     add_base_and_bias(p, s, wt, z.data(), a.data());
     T* act = gates + t * s.B * s.O;
     T* h = h_seq + t * s.B * s.H;
@@ -263,6 +283,7 @@ void backward_typed(const RecurrenceParams& p) {
 
   GateGrads<T> step_grads(p);
   const std::vector<T> wt = transposed_base(p, s);
+  const std::vector<Rot<T>> rot = folded_theta<T>(p);
   std::vector<T> gwt(gbw ? s.I * s.O : 0, T(0));  // base weight gradient, [I][O] as wt
   std::vector<T> z(s.B * s.I), da(s.B * s.O), dz(s.B * s.I);
   std::vector<T> dh(s.B * s.H, T(0)), dc(s.B * s.H, T(0));  // dL/dh_t, dL/dc_t carried from step t+1
@@ -278,7 +299,7 @@ void backward_typed(const RecurrenceParams& p) {
                          dc.data() + k, da.data() + b * s.O);
     }
     make_z(s, x + t * s.B * s.d, h_prev, z.data());
-    gate_backward(p, s, z.data(), da.data(), dz.data(), step_grads);
+    gate_backward(p, s, rot, z.data(), da.data(), dz.data(), step_grads);
     base_and_bias_backward(s, wt, z.data(), da.data(), dz.data(), gwt.empty() ? nullptr : gwt.data(), gbias);
     for (int64_t b = 0; b < s.B; ++b) {
       std::copy(dz.data() + b * s.I, dz.data() + b * s.I + s.d, gx + (t * s.B + b) * s.d);

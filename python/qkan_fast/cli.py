@@ -44,6 +44,9 @@ workloads (comma-separated):
   all, W2-variants   groups: W1..W6; W2 with born, preact and each ansatz
   P1                 a physics-informed training step (2-D Poisson, QKAN([2, 16, 16, 1]), 1024
                      points, u_xx + u_yy in the loss) against qkan exact; runs alone
+  L1, LD             a QKAN-LSTM recurrence's forward+backward, fused and per-step loop, beside
+                     nn.LSTM: L1 batch 64, window 4, hidden 16; LD the demo's batch 2, hidden 5;
+                     run alone (together)
 
 examples:
   qkan-fast bench --quick
@@ -70,6 +73,9 @@ def _bench(args: argparse.Namespace) -> int:
     spec = _csv(args.workloads or ("W1,W2" if args.quick else "all"))
     if "P1" in spec:  # the physics-informed training step: its own comparison (pinn.py)
         return _bench_pinn(args, [w for w in spec if w != "P1"])
+    recurrent = [w for w in spec if w in ("L1", "LD")]
+    if recurrent:  # the LSTM recurrence: its own comparison (bench_lstm.py)
+        return _bench_lstm(args, recurrent, [w for w in spec if w not in recurrent])
     try:
         workloads = bench.parse_workloads(",".join(spec), ansatz=args.ansatz,
                                           fast_measure=not args.born, preact_trainable=args.preact_trainable)
@@ -125,6 +131,33 @@ def _bench_pinn(args: argparse.Namespace, others: List[str]) -> int:
                           "loadavg_before": load_before, "loadavg_after": _machine.load_average()},
               **result}
     print(pinn.format_benchmark(result))
+    if args.json:
+        bench.write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _bench_lstm(args: argparse.Namespace, names: List[str], others: List[str]) -> int:
+    import torch
+
+    from . import _machine, bench, bench_lstm
+
+    if others or args.device != "cpu":
+        print("qkan-fast bench: error: L1 and LD run without other workloads and on the CPU "
+              "(the fused recurrence has CPU kernels only)", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
+    load_before = _machine.load_average()
+    result = bench_lstm.benchmark(names, rounds=args.rounds or (3 if args.quick else 5),
+                                  min_run_time=args.min_run_time or (0.5 if args.quick else 2.0), seed=args.seed,
+                                  progress=log)
+    result = {"schema": "qkan_fast.bench.lstm/1", "command": " ".join(sys.argv),
+              "machine": {**_machine.describe(torch.device("cpu"), bench.qkan_version()),
+                          "loadavg_before": load_before, "loadavg_after": _machine.load_average()},
+              **result}
+    print(bench_lstm.format_benchmark(result))
     if args.json:
         bench.write_json(result, args.json)
         print(f"wrote {args.json}")
