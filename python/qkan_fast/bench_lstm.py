@@ -37,7 +37,7 @@ def _parity(fused: nn.Module, loop: nn.Module, x: torch.Tensor) -> float:
     largest magnitude in that tensor (float32 sums over B * L samples reach hundreds)."""
     for m in (fused, loop):
         m.zero_grad(set_to_none=True)
-    pairs = [(_step(fused, x), _step(loop, x))]
+    pairs = [(_step(fused, x).detach(), _step(loop, x).detach())]
     pairs += [(pf.grad, pl.grad) for pf, pl in zip(fused.parameters(), loop.parameters()) if pf.grad is not None]
     return max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) for a, b in pairs)
 
