@@ -208,6 +208,15 @@ void check_recurrence(const RecurrenceParams& p, RecurrenceOp op) {
     fail(entry, "unknown gate engine code " + std::to_string(static_cast<int>(p.engine)) + " (0 circuit, 1 spectral)");
   }
   need(entry, p.weight, "weight");
+  if (p.latent_in || p.latent_out) {  // HQKAN gate map
+    check_size(entry, "latent_in", p.latent_in);
+    check_size(entry, "latent_out", p.latent_out);
+    need(entry, p.down_weight, "down_weight (HQKAN gate map)");
+    need(entry, p.up_weight, "up_weight (HQKAN gate map)");
+    need(entry, p.latent, "latent (HQKAN gate map)");
+  } else if (p.down_weight || p.up_weight) {
+    fail(entry, "down_weight/up_weight given without latent sizes");
+  }
   need(entry, p.x, "x");
   need(entry, p.h0, "h0");
   need(entry, p.c0, "c0");
@@ -222,6 +231,10 @@ void check_recurrence(const RecurrenceParams& p, RecurrenceOp op) {
     need(entry, p.grad_c0, "grad_c0");
     if (p.grad_base_weight && !p.base_weight) fail(entry, "grad_base_weight asked for without base_weight");
     if (p.grad_bias && !p.bias) fail(entry, "grad_bias asked for without bias");
+    if (p.grad_down_bias && !p.down_bias) fail(entry, "grad_down_bias asked for without down_bias");
+    if (p.grad_up_bias && !p.up_bias) fail(entry, "grad_up_bias asked for without up_bias");
+    if (!p.latent_in && (p.grad_down_weight || p.grad_up_weight))
+      fail(entry, "grad_down_weight/grad_up_weight asked for without an HQKAN gate map");
   }
 }
 

@@ -3,8 +3,10 @@
 // with backpropagation through time inside the backward. Plain pointers and sizes, no torch:
 // python/qkan_fast/recurrence.py checks the tensors; check_recurrence checks the rest.
 //
-// Gate map of the layer: z_t = [x_t, h_{t-1}] (I = d + H inputs) -> O = 4H outputs [f, i, g, o],
-//   a[b,o] = sum_i weight[o,i] phi_oi(z[b,i]) + sum_i base_weight[o,i] silu(z[b,i]) + bias[o],
+// Gate map of the layer: z_t = [x_t, h_{t-1}] (I = d + H inputs) -> 4H gates [f, i, g, o], either
+// one gate layer (QKAN-LSTM) or an HQKAN, Linear(I -> a) -> gate layer (a -> b) -> Linear(b -> 4H)
+// (HQKAN-LSTM). The gate layer, u -> y:
+//   y[b,o] = sum_i weight[o,i] phi_oi(u[b,i]) + sum_i base_weight[o,i] silu(u[b,i]) + bias[o],
 // with phi by the circuit engine (every ansatz and flag) or by the spectral engine's fused kernel
 // from coefficients the caller made (frozen encodings). Saved for backward: the inputs, h and c of
 // every step and the activated gates, O(L B H) numbers; each step's gate layer is recomputed in
@@ -23,7 +25,11 @@ struct RecurrenceParams {
   int64_t steps = 0;       // L
   int64_t batch = 0;       // B
   int64_t input_size = 0;  // d
-  int64_t hidden = 0;      // H; the gate layer has I = d + H inputs and O = 4H outputs
+  int64_t hidden = 0;      // H
+  // HQKAN gate map: latent sizes a, b of the gate layer between two Linear maps; 0: none (the gate
+  // layer has I = d + H inputs and O = 4H outputs). Below, [O, I, ...] are the gate layer's sizes.
+  int64_t latent_in = 0;   // a
+  int64_t latent_out = 0;  // b
   DType dtype = kFloat32;
   GateEngine engine = GateEngine::kCircuit;
   int reps = 0;  // R
@@ -43,6 +49,10 @@ struct RecurrenceParams {
   const void* weight = nullptr;       // [O, I] postact weight * mask
   const void* base_weight = nullptr;  // [O, I] SiLU base branch (times mask); null: no base branch
   const void* bias = nullptr;         // [O] null: none
+  const void* down_weight = nullptr;  // [a, d + H] (HQKAN)
+  const void* down_bias = nullptr;    // [a] or null
+  const void* up_weight = nullptr;    // [4H, b]     (HQKAN)
+  const void* up_bias = nullptr;      // [4H] or null
 
   const void* x = nullptr;   // [L, B, d]
   const void* h0 = nullptr;  // [B, H]
@@ -52,6 +62,7 @@ struct RecurrenceParams {
   void* h_seq = nullptr;  // [L, B, H]
   void* c_seq = nullptr;  // [L, B, H]
   void* gates = nullptr;  // [L, B, 4H] activated gates (sigmoid f, sigmoid i, tanh g, sigmoid o)
+  void* latent = nullptr; // [L, B, b] the gate layer's outputs (HQKAN only)
 
   // backward
   const void* grad_h_seq = nullptr;  // [L, B, H]
@@ -67,6 +78,10 @@ struct RecurrenceParams {
   void* grad_weight = nullptr;       // [O, I]
   void* grad_base_weight = nullptr;  // [O, I]
   void* grad_bias = nullptr;         // [O]
+  void* grad_down_weight = nullptr;  // [a, d + H]
+  void* grad_down_bias = nullptr;    // [a]
+  void* grad_up_weight = nullptr;    // [4H, b]
+  void* grad_up_bias = nullptr;      // [4H]
 
   int num_threads = 1;
 };

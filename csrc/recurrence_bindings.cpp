@@ -21,6 +21,8 @@ void bind_recurrence(py::module_& m) {
       .def_readwrite("batch", &P::batch)
       .def_readwrite("input_size", &P::input_size)
       .def_readwrite("hidden", &P::hidden)
+      .def_readwrite("latent_in", &P::latent_in)
+      .def_readwrite("latent_out", &P::latent_out)
       .def_readwrite("dtype", &P::dtype)
       .def_readwrite("engine", &P::engine)
       .def_readwrite("reps", &P::reps)
@@ -32,10 +34,15 @@ void bind_recurrence(py::module_& m) {
       .def_readwrite("num_threads", &P::num_threads);
   for (auto [name, field] : {std::pair{"theta", &P::theta}, {"pre_w", &P::pre_w}, {"pre_b", &P::pre_b},
                              {"coef", &P::coef}, {"weight", &P::weight}, {"base_weight", &P::base_weight},
-                             {"bias", &P::bias}, {"x", &P::x}, {"h0", &P::h0}, {"c0", &P::c0},
+                             {"bias", &P::bias}, {"down_weight", &P::down_weight}, {"down_bias", &P::down_bias},
+                             {"up_weight", &P::up_weight}, {"up_bias", &P::up_bias}, {"x", &P::x}, {"h0", &P::h0},
+                             {"c0", &P::c0},
                              {"grad_h_seq", &P::grad_h_seq}, {"grad_c_seq", &P::grad_c_seq}})
     bind_pointer(cls, name, field);
   for (auto [name, field] : {std::pair{"h_seq", &P::h_seq}, {"c_seq", &P::c_seq}, {"gates", &P::gates},
+                             {"latent", &P::latent}, {"grad_down_weight", &P::grad_down_weight},
+                             {"grad_down_bias", &P::grad_down_bias}, {"grad_up_weight", &P::grad_up_weight},
+                             {"grad_up_bias", &P::grad_up_bias},
                              {"grad_x", &P::grad_x}, {"grad_h0", &P::grad_h0}, {"grad_c0", &P::grad_c0},
                              {"grad_theta", &P::grad_theta}, {"grad_pre_w", &P::grad_pre_w},
                              {"grad_pre_b", &P::grad_pre_b}, {"grad_coef", &P::grad_coef},

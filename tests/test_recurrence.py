@@ -1,7 +1,8 @@
 """The fused LSTM recurrence (recurrence.py, csrc/cpu/recurrence_kernels.h) held to the per-step
-Python loop of the same model (QKANLSTM(fused=False)), which the other network tests hold to
-hand-written loops and to the reference engine: values and every gradient in float64, gradcheck,
-the fallbacks, bad input, and what is saved for backward."""
+Python loop of the same model (QKANLSTM / HQKANLSTM with fused=False), which the other network
+tests hold to hand-written loops and to the reference engine: values and every gradient in
+float64 over every ansatz, measure and flag, gradcheck, the fallbacks, bad input, and what is
+saved for backward."""
 
 from __future__ import annotations
 
@@ -143,6 +144,39 @@ def test_fused_gradcheck(kw):
     assert torch.autograd.gradcheck(f, (x, h0, c0, *params), atol=1e-7, rtol=1e-5)
 
 
+def _hqkan_model(d=2, H=3, dtype=F64, seed=1, **kw) -> HQKANLSTM:
+    m = HQKANLSTM(d, H, seed=seed, dtype=dtype, **kw)
+    g = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        for hq in m.gates:
+            layer = hq.qkan.layers[0]
+            layer.postact_bias.uniform_(-0.5, 0.5, generator=g)
+            layer.base_weight.uniform_(-0.5, 0.5, generator=g)
+            if layer.preact_trainable:
+                layer.preacts_weight.uniform_(0.5, 1.0, generator=g)
+                layer.preacts_bias.uniform_(-0.2, 0.2, generator=g)
+    return m
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(engine="circuit"), dict(fast_measure=False), dict(ansatz="mix"),
+                                dict(ansatz="rpz", engine="spectral"), dict(preact_trainable=True, ansatz="real"),
+                                dict(bias=False), dict(latent=(2, 4), postact_bias_trainable=True)])
+def test_fused_hqkan_lstm_equals_loop(kw):
+    _assert_fused_equals_loop(_hqkan_model(**kw), _x())
+
+
+def test_fused_hqkan_lstm_layers_state_and_gradcheck():
+    N, L, B, d, H = 2, 4, 3, 2, 3
+    m = _hqkan_model(d, H, num_layers=N, batch_first=True)
+    g = torch.Generator().manual_seed(12)
+    hx = (torch.randn(N, B, H, generator=g, dtype=F64).tanh(), torch.randn(N, B, H, generator=g, dtype=F64))
+    _assert_fused_equals_loop(m, _x(L, B, d).transpose(0, 1), hx)
+    small = _hqkan_model(2, 2)
+    x = _x(3, 2, 2).requires_grad_()
+    params = [p for p in small.parameters() if p.requires_grad]
+    assert torch.autograd.gradcheck(lambda x, *_: small(x)[0], (x, *params), atol=1e-7, rtol=1e-5)
+
+
 def test_fused_second_derivatives_name_the_loop():
     m = _model()
     x = _x().requires_grad_()
@@ -161,8 +195,11 @@ def test_fused_falls_back_where_it_does_not_apply():
     x = _x()
     m = _model(engine="reference")
     assert "reference" in recurrence.unsupported_reason(m.gates[0], x)
-    h = HQKANLSTM(2, 3)
-    assert "QKANLayer" in recurrence.unsupported_reason(h.gates[0], x.float())
+    h = HQKANLSTM(2, 3, dtype=F64)
+    assert recurrence.unsupported_reason(h.gates[0], x) is None
+    h.gates[0].qkan.norm_out = 2
+    assert "norm_out" in recurrence.unsupported_reason(h.gates[0], x)
+    assert "px" in recurrence.unsupported_reason(HQKANLSTM(2, 3, ansatz="px", dtype=F64).gates[0], x)
     assert "SiLU" in recurrence.unsupported_reason(_model(base_activation="gelu").gates[0], x)
     assert "batch" in recurrence.unsupported_reason(_model(is_batchnorm=True).gates[0], x)
     assert "empty" in recurrence.unsupported_reason(_model().gates[0], x[:, :0])
@@ -209,7 +246,7 @@ def test_fused_saves_o_of_lbh_for_backward():
 
 def test_fused_flag_pickles_and_defaults():
     m = QKANLSTM(2, 3)
-    assert m.fused is True and HQKANLSTM(2, 3).fused is False
+    assert m.fused is True and HQKANLSTM(2, 3).fused is True
     m2 = pickle.loads(pickle.dumps(QKANLSTM(2, 3, fused=False)))
     assert m2.fused is False
 

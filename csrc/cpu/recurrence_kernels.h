@@ -34,18 +34,23 @@ namespace {
 // entry point has its own rule, circuit_kernels.h kWorkPerThread.)
 constexpr int64_t kSpectralWorkPerThread = 256 * 1024;
 
+// Sizes of one call. The gate layer maps u [B, Ig] to y [B, Og]: u = z and y = the gates
+// (Ig = I = d + H, Og = G = 4H), or between the HQKAN's Linear maps (Ig = a, Og = b).
 template <class T> struct Layout {
-  int64_t L, B, d, H, I, O;
+  int64_t L, B, d, H, I, G, Ig, Og;
+  bool hqkan;
   explicit Layout(const RecurrenceParams& p)
-      : L(p.steps), B(p.batch), d(p.input_size), H(p.hidden), I(p.input_size + p.hidden), O(4 * p.hidden) {}
+      : L(p.steps), B(p.batch), d(p.input_size), H(p.hidden), I(p.input_size + p.hidden), G(4 * p.hidden),
+        Ig(p.latent_in ? p.latent_in : I), Og(p.latent_in ? p.latent_out : G), hqkan(p.latent_in > 0) {}
 };
 
+int64_t gate_edges(const RecurrenceParams& p) {
+  return p.latent_in ? p.latent_in * p.latent_out : 4 * p.hidden * (p.input_size + p.hidden);
+}
 int64_t theta_size(const RecurrenceParams& p) {
-  return 4 * p.hidden * (p.input_size + p.hidden) * theta_rows(p.ansatz, p.reps) * theta_cols(p.ansatz);
+  return gate_edges(p) * theta_rows(p.ansatz, p.reps) * theta_cols(p.ansatz);
 }
-int64_t coef_size(const RecurrenceParams& p) {
-  return 4 * p.hidden * (p.input_size + p.hidden) * p.nq * (2 * p.reps + 1);
-}
+int64_t coef_size(const RecurrenceParams& p) { return gate_edges(p) * p.nq * (2 * p.reps + 1); }
 
 // z = [x_t, h_prev] for the B samples of one step: [B, I].
 template <class T>
@@ -54,6 +59,41 @@ void make_z(const Layout<T>& s, const T* x_t, const T* h_prev, T* z) {
     std::copy(x_t + b * s.d, x_t + (b + 1) * s.d, z + b * s.I);
     std::copy(h_prev + b * s.H, h_prev + (b + 1) * s.H, z + b * s.I + s.d);
   }
+}
+
+// The HQKAN's Linear maps: y[b, o] = bias[o] + sum_i w[o, i] x[b, i] (sizes of a few to a few tens).
+template <class T>
+void linear_forward(int64_t B, int64_t in, int64_t out, const T* w, const T* bias, const T* x, T* y) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t o = 0; o < out; ++o) {
+      const T* __restrict wo = w + o * in;
+      const T* __restrict xb = x + b * in;
+      T acc = bias ? bias[o] : T(0);
+#pragma omp simd reduction(+ : acc)
+      for (int64_t i = 0; i < in; ++i) acc += wo[i] * xb[i];
+      y[b * out + o] = acc;
+    }
+}
+// Its backward from dy [B, out]: writes dx [B, in]; adds to gw [out, in] and gbias [out] (if set).
+template <class T>
+void linear_backward(int64_t B, int64_t in, int64_t out, const T* w, const T* x, const T* dy, T* dx, T* gw,
+                     T* gbias) {
+  std::fill(dx, dx + B * in, T(0));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t o = 0; o < out; ++o) {
+      const T g = dy[b * out + o];
+      const T* __restrict wo = w + o * in;
+      const T* __restrict xb = x + b * in;
+      T* __restrict dxb = dx + b * in;
+#pragma omp simd
+      for (int64_t i = 0; i < in; ++i) dxb[i] += g * wo[i];
+      if (gw) {
+        T* __restrict gwo = gw + o * in;
+#pragma omp simd
+        for (int64_t i = 0; i < in; ++i) gwo[i] += g * xb[i];
+      }
+      if (gbias) gbias[o] += g;
+    }
 }
 
 // theta of the circuit gate layer folded to gate (cos, sin) pairs once per call (daruan.h
@@ -73,34 +113,37 @@ std::vector<Rot<T>> folded_theta(const RecurrenceParams& p) {
   return rot;
 }
 
-// The gate layer's DARUAN part for one step: a[b, o] = sum_i weight[o,i] phi_oi(z[b,i]).
+int spectral_threads(const RecurrenceParams& p, int64_t work) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.num_threads, work / kSpectralWorkPerThread)));
+}
+
+// The gate layer's DARUAN part for one step: y[b, o] = sum_i weight[o,i] phi_oi(u[b,i]).
 template <class T>
-void gate_forward(const RecurrenceParams& p, const Layout<T>& s, const std::vector<Rot<T>>& rot, const T* z, T* a) {
+void gate_forward(const RecurrenceParams& p, const Layout<T>& s, const std::vector<Rot<T>>& rot, const T* u, T* y) {
   if (p.engine == GateEngine::kCircuit) {
     CircuitParams c;
-    c.batch = s.B; c.in_dim = s.I; c.out_dim = s.O; c.reps = p.reps;
+    c.batch = s.B; c.in_dim = s.Ig; c.out_dim = s.Og; c.reps = p.reps;
     c.ansatz = p.ansatz; c.dtype = p.dtype; c.fast_measure = p.fast_measure; c.encode = p.encode;
-    c.x = z; c.theta = p.theta; c.theta_rot = rot.data(); c.pre_w = p.pre_w; c.pre_b = p.pre_b;
-    c.weight = p.weight; c.y = a;
+    c.x = u; c.theta = p.theta; c.theta_rot = rot.data(); c.pre_w = p.pre_w; c.pre_b = p.pre_b;
+    c.weight = p.weight; c.y = y;
     c.num_threads = p.num_threads;
     circuit_forward_cpu(c);
   } else {
     SpectralLayerParams f;
-    f.batch = s.B; f.in_dim = s.I; f.out_dim = s.O; f.reps = p.reps; f.px = p.px; f.dtype = p.dtype; f.nq = p.nq;
-    f.x = z; f.coef = p.coef; f.weight = p.weight; f.y = a;
-    const int64_t work = s.B * s.I * s.O * p.nq * (2 * p.reps + 1);
-    f.num_threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.num_threads, work / kSpectralWorkPerThread)));
+    f.batch = s.B; f.in_dim = s.Ig; f.out_dim = s.Og; f.reps = p.reps; f.px = p.px; f.dtype = p.dtype; f.nq = p.nq;
+    f.x = u; f.coef = p.coef; f.weight = p.weight; f.y = y;
+    f.num_threads = spectral_threads(p, s.B * s.Ig * s.Og * p.nq * (2 * p.reps + 1));
     spectral_fused_forward_cpu(f);
   }
 }
 
-// Its backward for one step, from da = dL/da [B, O]: writes dL/dz [B, I] and adds the step's
-// parameter gradients to the outputs that were asked for (scratch holds one step's values).
+// One step's gate-layer parameter gradients (the entry points write theirs; the sums over steps
+// are added from here).
 template <class T>
 struct GateGrads {
   std::vector<T> theta, pre_w, pre_b, coef, weight;
   explicit GateGrads(const RecurrenceParams& p) {
-    const int64_t E = 4 * p.hidden * (p.input_size + p.hidden);
+    const int64_t E = gate_edges(p);
     if (p.grad_theta) theta.resize(theta_size(p));
     if (p.grad_pre_w) pre_w.resize(E * p.reps);
     if (p.grad_pre_b) pre_b.resize(E * p.reps);
@@ -118,15 +161,17 @@ template <class T> void add_to(void* out, const std::vector<T>& step) {
 
 template <class T> T* data_or_null(std::vector<T>& v) { return v.empty() ? nullptr : v.data(); }
 
+// The gate layer's backward for one step from dy [B, Og]: writes du [B, Ig], adds the step's
+// parameter gradients to the outputs that were asked for.
 template <class T>
-void gate_backward(const RecurrenceParams& p, const Layout<T>& s, const std::vector<Rot<T>>& rot, const T* z,
-                   const T* da, T* dz, GateGrads<T>& g) {
+void gate_backward(const RecurrenceParams& p, const Layout<T>& s, const std::vector<Rot<T>>& rot, const T* u,
+                   const T* dy, T* du, GateGrads<T>& g) {
   if (p.engine == GateEngine::kCircuit) {
     CircuitParams c;
-    c.batch = s.B; c.in_dim = s.I; c.out_dim = s.O; c.reps = p.reps;
+    c.batch = s.B; c.in_dim = s.Ig; c.out_dim = s.Og; c.reps = p.reps;
     c.ansatz = p.ansatz; c.dtype = p.dtype; c.fast_measure = p.fast_measure; c.encode = p.encode;
-    c.x = z; c.theta = p.theta; c.theta_rot = rot.data(); c.pre_w = p.pre_w; c.pre_b = p.pre_b;
-    c.weight = p.weight; c.grad_y = da; c.grad_x = dz;
+    c.x = u; c.theta = p.theta; c.theta_rot = rot.data(); c.pre_w = p.pre_w; c.pre_b = p.pre_b;
+    c.weight = p.weight; c.grad_y = dy; c.grad_x = du;
     c.grad_theta = data_or_null(g.theta); c.grad_pre_w = data_or_null(g.pre_w);
     c.grad_pre_b = data_or_null(g.pre_b); c.grad_weight = data_or_null(g.weight);
     c.num_threads = p.num_threads;
@@ -136,72 +181,73 @@ void gate_backward(const RecurrenceParams& p, const Layout<T>& s, const std::vec
     if (p.grad_pre_b) add_to(p.grad_pre_b, g.pre_b);
   } else {
     SpectralLayerParams f;
-    f.batch = s.B; f.in_dim = s.I; f.out_dim = s.O; f.reps = p.reps; f.px = p.px; f.dtype = p.dtype; f.nq = p.nq;
-    f.x = z; f.coef = p.coef; f.weight = p.weight;
-    f.grad_y = da; f.grad_x = dz; f.grad_coef = data_or_null(g.coef); f.grad_weight = data_or_null(g.weight);
-    const int64_t work = 3 * s.B * s.I * s.O * p.nq * (2 * p.reps + 1);
-    f.num_threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.num_threads, work / kSpectralWorkPerThread)));
+    f.batch = s.B; f.in_dim = s.Ig; f.out_dim = s.Og; f.reps = p.reps; f.px = p.px; f.dtype = p.dtype; f.nq = p.nq;
+    f.x = u; f.coef = p.coef; f.weight = p.weight;
+    f.grad_y = dy; f.grad_x = du; f.grad_coef = data_or_null(g.coef); f.grad_weight = data_or_null(g.weight);
+    f.num_threads = spectral_threads(p, 3 * s.B * s.Ig * s.Og * p.nq * (2 * p.reps + 1));
     spectral_fused_backward_cpu(f);
     if (p.grad_coef) add_to(p.grad_coef, g.coef);
   }
   if (p.grad_weight) add_to(p.grad_weight, g.weight);
 }
 
-// The base branch's weight transposed to [I][O] once per call, so that every product with it runs
-// along the O gate units (contiguous, a multiple of 4): empty without a base branch.
+// The base branch's weight transposed to [Ig][Og] once per call, so that every product with it runs
+// along the gate layer's outputs (contiguous): empty without a base branch.
 template <class T>
 std::vector<T> transposed_base(const RecurrenceParams& p, const Layout<T>& s) {
   std::vector<T> wt;
   const T* bw = static_cast<const T*>(p.base_weight);
   if (!bw) return wt;
-  wt.resize(s.I * s.O);
-  for (int64_t o = 0; o < s.O; ++o)
-    for (int64_t i = 0; i < s.I; ++i) wt[i * s.O + o] = bw[o * s.I + i];
+  wt.resize(s.Ig * s.Og);
+  for (int64_t o = 0; o < s.Og; ++o)
+    for (int64_t i = 0; i < s.Ig; ++i) wt[i * s.Og + o] = bw[o * s.Ig + i];
   return wt;
 }
 
-// a[b, o] += bias[o] + sum_i base_weight[o,i] silu(z[b,i])
+// y[b, o] += bias[o] + sum_i base_weight[o,i] silu(u[b,i])
 template <class T>
-void add_base_and_bias(const RecurrenceParams& p, const Layout<T>& s, const std::vector<T>& wt, const T* z, T* a) {
+void add_base_and_bias(const RecurrenceParams& p, const Layout<T>& s, const std::vector<T>& wt, const T* u, T* y) {
   const T* bias = static_cast<const T*>(p.bias);
+  const int64_t O = s.Og;
   for (int64_t b = 0; b < s.B; ++b) {
-    T* __restrict ab = a + b * s.O;
+    T* __restrict yb = y + b * O;
     if (bias)
 #pragma omp simd
-      for (int64_t o = 0; o < s.O; ++o) ab[o] += bias[o];
+      for (int64_t o = 0; o < O; ++o) yb[o] += bias[o];
     if (wt.empty()) continue;
-    for (int64_t i = 0; i < s.I; ++i) {
-      const T zi = z[b * s.I + i], si = zi * vec_sigmoid(zi);
-      const T* __restrict w = wt.data() + i * s.O;
+    for (int64_t i = 0; i < s.Ig; ++i) {
+      const T ui = u[b * s.Ig + i], si = ui * vec_sigmoid(ui);
+      const T* __restrict w = wt.data() + i * O;
 #pragma omp simd
-      for (int64_t o = 0; o < s.O; ++o) ab[o] += w[o] * si;
+      for (int64_t o = 0; o < O; ++o) yb[o] += w[o] * si;
     }
   }
 }
 
-// Backward of the base branch and the bias for one step, from da [B, O]: adds to dz [B, I] and to
-// the base weight's and bias's gradients ([I][O] transposed, and [O]).
+// Backward of the base branch and the bias for one step, from dy [B, Og]: adds to du [B, Ig] and to
+// the base weight's and bias's gradients ([Ig][Og] transposed, and [Og]).
 template <class T>
-void base_and_bias_backward(const Layout<T>& s, const std::vector<T>& wt, const T* z, const T* da, T* dz,
-                            T* gwt, T* gbias) {
+void base_and_bias_backward(const Layout<T>& s, const std::vector<T>& wt, const T* u, const T* dy, T* du, T* gwt,
+                            T* gbias) {
+  const int64_t O = s.Og;
   for (int64_t b = 0; b < s.B; ++b) {
-    const T* __restrict db = da + b * s.O;
+    const T* __restrict db = dy + b * O;
     if (gbias)
 #pragma omp simd
-      for (int64_t o = 0; o < s.O; ++o) gbias[o] += db[o];
+      for (int64_t o = 0; o < O; ++o) gbias[o] += db[o];
     if (wt.empty()) continue;
-    for (int64_t i = 0; i < s.I; ++i) {
-      const T zi = z[b * s.I + i], sg = vec_sigmoid(zi);
-      const T* __restrict w = wt.data() + i * s.O;
+    for (int64_t i = 0; i < s.Ig; ++i) {
+      const T ui = u[b * s.Ig + i], sg = vec_sigmoid(ui);
+      const T* __restrict w = wt.data() + i * O;
       T acc = T(0);
 #pragma omp simd reduction(+ : acc)
-      for (int64_t o = 0; o < s.O; ++o) acc += w[o] * db[o];
-      dz[b * s.I + i] += acc * silu_slope_from_sigmoid(zi, sg);
+      for (int64_t o = 0; o < O; ++o) acc += w[o] * db[o];
+      du[b * s.Ig + i] += acc * silu_slope_from_sigmoid(ui, sg);
       if (gwt) {
-        T* __restrict g = gwt + i * s.O;
-        const T si = zi * sg;
+        T* __restrict g = gwt + i * O;
+        const T si = ui * sg;
 #pragma omp simd
-        for (int64_t o = 0; o < s.O; ++o) g[o] += db[o] * si;
+        for (int64_t o = 0; o < O; ++o) g[o] += db[o] * si;
       }
     }
   }
@@ -236,79 +282,113 @@ void cell_step_backward(int64_t H, const T* __restrict act, const T* __restrict 
   }
 }
 
+template <class T> const T* cptr(const void* v) { return static_cast<const T*>(v); }
+
 template <class T>
 void forward_typed(const RecurrenceParams& p) {
   const Layout<T> s(p);
-  const T* x = static_cast<const T*>(p.x);
+  const T* x = cptr<T>(p.x);
   T* h_seq = static_cast<T*>(p.h_seq);
   T* c_seq = static_cast<T*>(p.c_seq);
   T* gates = static_cast<T*>(p.gates);
+  T* latent = static_cast<T*>(p.latent);
   const std::vector<T> wt = transposed_base(p, s);
   const std::vector<Rot<T>> rot = folded_theta<T>(p);
-  std::vector<T> z(s.B * s.I), a(s.B * s.O);
+  // z [B, I] -> u [B, Ig] -> y [B, Og] -> a [B, G]; without the HQKAN's maps u is z and y is a
+  std::vector<T> z(s.B * s.I), u(s.hqkan ? s.B * s.Ig : 0), a(s.B * s.G);
   for (int64_t t = 0; t < s.L; ++t) {
-    const T* h_prev = t ? h_seq + (t - 1) * s.B * s.H : static_cast<const T*>(p.h0);
-    const T* c_prev = t ? c_seq + (t - 1) * s.B * s.H : static_cast<const T*>(p.c0);
+    const T* h_prev = t ? h_seq + (t - 1) * s.B * s.H : cptr<T>(p.h0);
+    const T* c_prev = t ? c_seq + (t - 1) * s.B * s.H : cptr<T>(p.c0);
     make_z(s, x + t * s.B * s.d, h_prev, z.data());
-    gate_forward(p, s, rot, z.data(), a.data());
-    add_base_and_bias(p, s, wt, z.data(), a.data());
-    T* act = gates + t * s.B * s.O;
+    const T* ut = z.data();
+    T* y = a.data();
+    if (s.hqkan) {
+      linear_forward(s.B, s.I, s.Ig, cptr<T>(p.down_weight), cptr<T>(p.down_bias), z.data(), u.data());
+      ut = u.data();
+      y = latent + t * s.B * s.Og;
+    }
+    gate_forward(p, s, rot, ut, y);
+    add_base_and_bias(p, s, wt, ut, y);
+    if (s.hqkan) linear_forward(s.B, s.Og, s.G, cptr<T>(p.up_weight), cptr<T>(p.up_bias), y, a.data());
+    T* act = gates + t * s.B * s.G;
     T* h = h_seq + t * s.B * s.H;
     T* c = c_seq + t * s.B * s.H;
     for (int64_t b = 0; b < s.B; ++b)
-      cell_step_forward(s.H, a.data() + b * s.O, c_prev + b * s.H, act + b * s.O, c + b * s.H, h + b * s.H);
+      cell_step_forward(s.H, a.data() + b * s.G, c_prev + b * s.H, act + b * s.G, c + b * s.H, h + b * s.H);
   }
 }
 
 template <class T>
 void backward_typed(const RecurrenceParams& p) {
   const Layout<T> s(p);
-  const T* x = static_cast<const T*>(p.x);
-  const T* h_seq = static_cast<const T*>(p.h_seq);
-  const T* c_seq = static_cast<const T*>(p.c_seq);
-  const T* gates = static_cast<const T*>(p.gates);
-  const T* gh = static_cast<const T*>(p.grad_h_seq);
-  const T* gc = static_cast<const T*>(p.grad_c_seq);
+  const T* x = cptr<T>(p.x);
+  const T* h_seq = cptr<T>(p.h_seq);
+  const T* c_seq = cptr<T>(p.c_seq);
+  const T* gates = cptr<T>(p.gates);
+  const T* gh = cptr<T>(p.grad_h_seq);
+  const T* gc = cptr<T>(p.grad_c_seq);
   T* gx = static_cast<T*>(p.grad_x);
   T* gbw = static_cast<T*>(p.grad_base_weight);
   T* gbias = static_cast<T*>(p.grad_bias);
+  T* g_down_w = static_cast<T*>(p.grad_down_weight);
+  T* g_down_b = static_cast<T*>(p.grad_down_bias);
+  T* g_up_w = static_cast<T*>(p.grad_up_weight);
+  T* g_up_b = static_cast<T*>(p.grad_up_bias);
 
   // the parameter gradients are sums over steps
-  if (p.grad_theta) std::memset(p.grad_theta, 0, sizeof(T) * theta_size(p));
-  if (p.grad_pre_w) std::memset(p.grad_pre_w, 0, sizeof(T) * s.O * s.I * p.reps);
-  if (p.grad_pre_b) std::memset(p.grad_pre_b, 0, sizeof(T) * s.O * s.I * p.reps);
-  if (p.grad_coef) std::memset(p.grad_coef, 0, sizeof(T) * coef_size(p));
-  if (p.grad_weight) std::memset(p.grad_weight, 0, sizeof(T) * s.O * s.I);
-  if (gbias) std::memset(gbias, 0, sizeof(T) * s.O);
+  const int64_t E = gate_edges(p);
+  auto zero = [](void* ptr, int64_t n) {
+    if (ptr) std::memset(ptr, 0, sizeof(T) * n);
+  };
+  zero(p.grad_theta, theta_size(p));
+  zero(p.grad_pre_w, E * p.reps);
+  zero(p.grad_pre_b, E * p.reps);
+  zero(p.grad_coef, coef_size(p));
+  zero(p.grad_weight, E);
+  zero(gbias, s.Og);
+  zero(g_down_w, s.Ig * s.I);
+  zero(g_down_b, s.Ig);
+  zero(g_up_w, s.G * s.Og);
+  zero(g_up_b, s.G);
 
   GateGrads<T> step_grads(p);
   const std::vector<T> wt = transposed_base(p, s);
   const std::vector<Rot<T>> rot = folded_theta<T>(p);
-  std::vector<T> gwt(gbw ? s.I * s.O : 0, T(0));  // base weight gradient, [I][O] as wt
-  std::vector<T> z(s.B * s.I), da(s.B * s.O), dz(s.B * s.I);
+  std::vector<T> gwt(gbw ? s.Ig * s.Og : 0, T(0));  // base weight gradient, [Ig][Og] as wt
+  std::vector<T> z(s.B * s.I), da(s.B * s.G), dz(s.B * s.I);
+  std::vector<T> u(s.hqkan ? s.B * s.Ig : 0), du(s.hqkan ? s.B * s.Ig : 0), dy(s.hqkan ? s.B * s.Og : 0);
   std::vector<T> dh(s.B * s.H, T(0)), dc(s.B * s.H, T(0));  // dL/dh_t, dL/dc_t carried from step t+1
   for (int64_t t = s.L - 1; t >= 0; --t) {
-    const T* h_prev = t ? h_seq + (t - 1) * s.B * s.H : static_cast<const T*>(p.h0);
-    const T* c_prev = t ? c_seq + (t - 1) * s.B * s.H : static_cast<const T*>(p.c0);
+    const T* h_prev = t ? h_seq + (t - 1) * s.B * s.H : cptr<T>(p.h0);
+    const T* c_prev = t ? c_seq + (t - 1) * s.B * s.H : cptr<T>(p.c0);
     const T* c = c_seq + t * s.B * s.H;
-    const T* act = gates + t * s.B * s.O;
+    const T* act = gates + t * s.B * s.G;
     const int64_t step = t * s.B * s.H;
     for (int64_t b = 0; b < s.B; ++b) {
       const int64_t k = b * s.H;
-      cell_step_backward(s.H, act + b * s.O, c + k, c_prev + k, dh.data() + k, gh + step + k, gc + step + k,
-                         dc.data() + k, da.data() + b * s.O);
+      cell_step_backward(s.H, act + b * s.G, c + k, c_prev + k, dh.data() + k, gh + step + k, gc + step + k,
+                         dc.data() + k, da.data() + b * s.G);
     }
     make_z(s, x + t * s.B * s.d, h_prev, z.data());
-    gate_backward(p, s, rot, z.data(), da.data(), dz.data(), step_grads);
-    base_and_bias_backward(s, wt, z.data(), da.data(), dz.data(), gwt.empty() ? nullptr : gwt.data(), gbias);
+    if (s.hqkan) {
+      const T* y = cptr<T>(p.latent) + t * s.B * s.Og;
+      linear_backward(s.B, s.Og, s.G, cptr<T>(p.up_weight), y, da.data(), dy.data(), g_up_w, g_up_b);
+      linear_forward(s.B, s.I, s.Ig, cptr<T>(p.down_weight), cptr<T>(p.down_bias), z.data(), u.data());
+      gate_backward(p, s, rot, u.data(), dy.data(), du.data(), step_grads);
+      base_and_bias_backward(s, wt, u.data(), dy.data(), du.data(), data_or_null(gwt), gbias);
+      linear_backward(s.B, s.I, s.Ig, cptr<T>(p.down_weight), z.data(), du.data(), dz.data(), g_down_w, g_down_b);
+    } else {
+      gate_backward(p, s, rot, z.data(), da.data(), dz.data(), step_grads);
+      base_and_bias_backward(s, wt, z.data(), da.data(), dz.data(), data_or_null(gwt), gbias);
+    }
     for (int64_t b = 0; b < s.B; ++b) {
       std::copy(dz.data() + b * s.I, dz.data() + b * s.I + s.d, gx + (t * s.B + b) * s.d);
       std::copy(dz.data() + b * s.I + s.d, dz.data() + (b + 1) * s.I, dh.data() + b * s.H);
     }
   }
   if (gbw)
-    for (int64_t o = 0; o < s.O; ++o)
-      for (int64_t i = 0; i < s.I; ++i) gbw[o * s.I + i] = gwt[i * s.O + o];
+    for (int64_t o = 0; o < s.Og; ++o)
+      for (int64_t i = 0; i < s.Ig; ++i) gbw[o * s.Ig + i] = gwt[i * s.Og + o];
   std::copy(dh.begin(), dh.end(), static_cast<T*>(p.grad_h0));
   std::copy(dc.begin(), dc.end(), static_cast<T*>(p.grad_c0));
 }

@@ -292,7 +292,7 @@ class _GatedLSTM(nn.Module):
     z_t = [x_t, h_{t-1}], c_t = sigmoid(f) c_{t-1} + sigmoid(i) tanh(g), h_t = sigmoid(o) tanh(c_t)."""
 
     _separate_bias = True
-    fused = False  # QKANLSTM: run each layer's recurrence as one compiled call where it can (recurrence.py)
+    fused = False  # run each layer's recurrence as one compiled call where it can (recurrence.py)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, bias: bool, batch_first: bool,
                  dropout: float, device, dtype):
@@ -544,6 +544,9 @@ class HQKANLSTM(_GatedLSTM):
             torch's global RNG (ignored when ``seed`` is given).
         device (torch.device | str | None): device of the parameters.
         dtype (torch.dtype | None): dtype of the parameters.
+        fused (bool): run each layer's whole recurrence, the HQKAN's Linear maps included, as one
+            compiled call forward and one backward, as :class:`QKANLSTM` (same fallbacks; also
+            ``px`` and a latent QKAN of more than one layer or with ``norm_out`` run the loop).
         **qkan_kwargs: passed to every :class:`HQKAN` and on to its :class:`QKAN`.
 
     Raises:
@@ -575,6 +578,7 @@ class HQKANLSTM(_GatedLSTM):
         seed: Optional[int] = None,
         device=None,
         dtype: Optional[torch.dtype] = None,
+        fused: bool = True,
         **qkan_kwargs,
     ):
         generator = seeded_generator(seed, device) if seed is not None else qkan_kwargs.pop("generator", None)
@@ -583,6 +587,7 @@ class HQKANLSTM(_GatedLSTM):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, device, dtype)
         del self._hqkan_kwargs["generator"]  # construction only: the module keeps no RNG state
         self.reps, self.ansatz, self.fast_measure = reps, canonical_ansatz(ansatz), bool(fast_measure)
+        self.fused = bool(fused)
 
     def _make_gates(self, in_features: int, out_features: int) -> nn.Module:
         return HQKAN(in_features, out_features, **self._hqkan_kwargs)

@@ -1,9 +1,10 @@
-"""The fused LSTM recurrence: one QKAN-LSTM layer's every time step in one compiled call forward and
-one call backward (csrc/recurrence.h).
+"""The fused LSTM recurrence: one QKAN-LSTM or HQKAN-LSTM layer's every time step in one compiled
+call forward and one call backward (csrc/recurrence.h).
 
-Per step the compiled loop runs the gate layer on ``z_t = [x_t, h_{t-1}]`` (by the circuit kernels,
-or by the spectral engine's fused kernel from coefficients made once per sequence), the SiLU base
-branch, the gate nonlinearities and the cell update; the backward runs backpropagation through
+Per step the compiled loop runs the gate map on ``z_t = [x_t, h_{t-1}]``: the gate layer (by the
+circuit kernels, or by the spectral engine's fused kernel from coefficients made once per
+sequence) with its SiLU base branch, between the HQKAN's two Linear maps for an HQKAN-LSTM; then
+the gate nonlinearities and the cell update; the backward runs backpropagation through
 time, recomputing each step's gate layer. Saved for backward: the inputs, ``h`` and ``c`` of every
 step and the activated gates, ``O(L B H)`` numbers.
 
@@ -36,10 +37,12 @@ def _ptr(t: Optional[Tensor]) -> int:
 class _Config:
     """What the kernel needs besides tensors (one per call, kept on ctx)."""
 
-    __slots__ = ("ansatz", "reps", "fast_measure", "encode", "spectral", "px", "nq", "exact")
+    __slots__ = ("ansatz", "reps", "fast_measure", "encode", "spectral", "px", "nq", "exact", "latent")
 
-    def __init__(self, ansatz: str, reps: int, fast_measure: bool, encode: bool, use_spectral: bool):
+    def __init__(self, ansatz: str, reps: int, fast_measure: bool, encode: bool, use_spectral: bool,
+                 latent: Tuple[int, int] = (0, 0)):
         self.reps, self.fast_measure, self.encode, self.spectral = reps, fast_measure, encode, use_spectral
+        self.latent = latent  # the HQKAN's (a, b), or (0, 0) for a QKAN-LSTM gate layer
         self.px = ansatz == "px"
         # the spectral coefficient map runs px in its mix form (spectral.edge_params)
         self.ansatz = ANSATZ_CODES["mix" if use_spectral and self.px else ansatz]
@@ -47,10 +50,13 @@ class _Config:
         self.exact = fast_measure  # as spectral.layer: float64 coefficients near the poles
 
 
-def _params(cfg: _Config, x, h0, c0, circuit_theta, pre_w, pre_b, coef, weight, base_weight, bias):
+def _params(cfg: _Config, x, h0, c0, circuit_theta, pre_w, pre_b, coef, weight, base_weight, bias, linear):
     p = _C.RecurrenceParams()
     p.steps, p.batch, p.input_size = x.shape
     p.hidden = h0.shape[1]
+    p.latent_in, p.latent_out = cfg.latent
+    for name, t in zip(("down_weight", "down_bias", "up_weight", "up_bias"), linear):
+        setattr(p, name, _ptr(t))
     p.dtype = _DTYPE_CODES[x.dtype]
     p.engine = _C.GateEngine.spectral if cfg.spectral else _C.GateEngine.circuit
     p.reps, p.ansatz, p.fast_measure, p.encode = cfg.reps, _C.Ansatz(cfg.ansatz), cfg.fast_measure, cfg.encode
@@ -71,23 +77,28 @@ class _FusedRecurrence(torch.autograd.Function):
                 x: Tensor,  # [L, B, d]
                 h0: Tensor,  # [B, H]
                 c0: Tensor,  # [B, H]
-                theta: Tensor,  # [O, I, Rt, P] per edge (spectral: in the coefficient map's form)
+                theta: Tensor,  # [O, I, Rt, P] per edge of the gate layer (spectral: the coefficient map's form)
                 pre_w: Optional[Tensor],  # [O, I, R] circuit with encodings, else None
                 pre_b: Optional[Tensor],  # [O, I, R] circuit with encodings, or rpz's biases (spectral)
                 postact_weights: Tensor,  # [O, I]
                 mask: Tensor,  # [O, I]
                 postact_bias: Tensor,  # [O, I]
                 base_weight: Optional[Tensor],  # [O, I], None without a base branch
-                gate_bias: Optional[Tensor],  # [O]
+                gate_bias: Optional[Tensor],  # [O] (QKAN-LSTM)
+                down_weight: Optional[Tensor],  # [a, d + H] (HQKAN-LSTM), else None
+                down_bias: Optional[Tensor],  # [a]
+                up_weight: Optional[Tensor],  # [4H, b]
+                up_bias: Optional[Tensor],  # [4H]
                 ):
         L, B, _ = x.shape
         H = h0.shape[1]
         x, h0, c0, theta = x.contiguous(), h0.contiguous(), c0.contiguous(), theta.contiguous()
         weight = (postact_weights * mask).contiguous()
-        bias = (weight * postact_bias).sum(dim=1)  # sum_i mask*pw*pb: one bias per gate unit
+        bias = (weight * postact_bias).sum(dim=1)  # sum_i mask*pw*pb: one bias per gate-layer output
         if gate_bias is not None:
             bias = bias + gate_bias
         base = (base_weight * mask).contiguous() if base_weight is not None else None
+        linear = [t.contiguous() if t is not None else None for t in (down_weight, down_bias, up_weight, up_bias)]
         coef = None
         if cfg.spectral:
             b = pre_b.contiguous() if pre_b is not None else theta.new_empty(0)
@@ -98,13 +109,13 @@ class _FusedRecurrence(torch.autograd.Function):
             cw = pre_w.contiguous() if cfg.encode else None
             cb = pre_b.contiguous() if cfg.encode else None
         h_seq, c_seq, gates = x.new_empty(L, B, H), x.new_empty(L, B, H), x.new_empty(L, B, 4 * H)
-        p = _params(cfg, x, h0, c0, circuit_theta, cw, cb, coef, weight, base, bias)
-        p.h_seq, p.c_seq, p.gates = h_seq.data_ptr(), c_seq.data_ptr(), gates.data_ptr()
+        latent = x.new_empty(L, B, cfg.latent[1])  # the gate layer's outputs of an HQKAN; empty otherwise
+        p = _params(cfg, x, h0, c0, circuit_theta, cw, cb, coef, weight, base, bias, linear)
+        p.h_seq, p.c_seq, p.gates, p.latent = h_seq.data_ptr(), c_seq.data_ptr(), gates.data_ptr(), _ptr(latent)
         _C.recurrence_forward_cpu(p)
         ctx.cfg = cfg
-        ctx.has = (pre_w is not None, pre_b is not None, base_weight is not None, gate_bias is not None)
         ctx.save_for_backward(x, h0, c0, theta, pre_w, pre_b, coef, weight, base, bias, postact_bias, mask, h_seq,
-                              c_seq, gates)
+                              c_seq, gates, latent, *linear)
         ctx.mark_non_differentiable(gates)
         return h_seq, c_seq
 
@@ -112,18 +123,19 @@ class _FusedRecurrence(torch.autograd.Function):
     def backward(ctx, grad_h_seq, grad_c_seq):
         if torch.is_grad_enabled():
             raise RuntimeError(
-                "the fused QKAN-LSTM recurrence has no second derivatives (create_graph=True); build the "
+                "the fused (H)QKAN-LSTM recurrence has no second derivatives (create_graph=True); build the "
                 "model with fused=False to run its per-step loop, whose gate layers support them"
             )
-        (x, h0, c0, theta, pre_w, pre_b, coef, weight, base, bias, postact_bias, mask, h_seq, c_seq,
-         gates) = ctx.saved_tensors
+        (x, h0, c0, theta, pre_w, pre_b, coef, weight, base, bias, postact_bias, mask, h_seq, c_seq, gates,
+         latent, *linear) = ctx.saved_tensors
         cfg = ctx.cfg
-        need = ctx.needs_input_grad  # (cfg, x, h0, c0, theta, pre_w, pre_b, pw, mask, pb, base_weight, gate_bias)
+        # (cfg, x, h0, c0, theta, pre_w, pre_b, pw, mask, pb, base_weight, gate_bias, down w, down b, up w, up b)
+        need = ctx.needs_input_grad
         grad_h_seq = torch.zeros_like(h_seq) if grad_h_seq is None else grad_h_seq.contiguous()
         grad_c_seq = torch.zeros_like(c_seq) if grad_c_seq is None else grad_c_seq.contiguous()
         p = _params(cfg, x, h0, c0, None if cfg.spectral else theta, pre_w if cfg.encode else None,
-                    pre_b if cfg.encode else None, coef, weight, base, bias)
-        p.h_seq, p.c_seq, p.gates = h_seq.data_ptr(), c_seq.data_ptr(), gates.data_ptr()
+                    pre_b if cfg.encode else None, coef, weight, base, bias, linear)
+        p.h_seq, p.c_seq, p.gates, p.latent = h_seq.data_ptr(), c_seq.data_ptr(), gates.data_ptr(), _ptr(latent)
         p.grad_h_seq, p.grad_c_seq = grad_h_seq.data_ptr(), grad_c_seq.data_ptr()
         gx, gh0, gc0 = torch.empty_like(x), torch.empty_like(h0), torch.empty_like(c0)
         p.grad_x, p.grad_h0, p.grad_c0 = gx.data_ptr(), gh0.data_ptr(), gc0.data_ptr()
@@ -139,15 +151,17 @@ class _FusedRecurrence(torch.autograd.Function):
         g_theta = out("coef", coef, need_theta) if cfg.spectral else out("theta", theta, need[4])
         g_pre_w = out("pre_w", pre_w, need[5] and cfg.encode)
         g_pre_b = out("pre_b", pre_b, need[6] and cfg.encode)
-        need_bias = need[7] or need[9] or need[11]
         g_weight = out("weight", weight, need[7] or need[9])
         g_base = out("base_weight", base, need[10])
-        g_bias = out("bias", bias, need_bias)
+        g_bias = out("bias", bias, need[7] or need[9] or need[11])
+        g_linear = [out(name, t, n) for name, t, n in
+                    zip(("down_weight", "down_bias", "up_weight", "up_bias"), linear, need[12:16])]
         _C.recurrence_backward_cpu(p)
 
         if cfg.spectral and g_theta is not None:  # grad_coef -> theta (and rpz's biases)
-            g_theta, g_b = spectral.coef_backward_cpu(g_theta, theta, pre_b if pre_b is not None else theta.new_empty(0),
-                                                      cfg.ansatz, cfg.reps, cfg.nq, need[6] and pre_b is not None)
+            b = pre_b if pre_b is not None else theta.new_empty(0)
+            g_theta, g_b = spectral.coef_backward_cpu(g_theta, theta, b, cfg.ansatz, cfg.reps, cfg.nq,
+                                                      need[6] and pre_b is not None)
             g_pre_b = g_b if need[6] and pre_b is not None else None
         # weight = pw * mask, bias = sum_i weight * pb (+ gate_bias), base = base_weight * mask
         g_pw = g_pb = g_bw = None
@@ -159,31 +173,42 @@ class _FusedRecurrence(torch.autograd.Function):
             g_bw = g_base * mask
         g_gate_bias = g_bias if need[11] else None
         return (None, gx, gh0, gc0, g_theta if need[4] else None, g_pre_w, g_pre_b, g_pw, None, g_pb, g_bw,
-                g_gate_bias)
+                g_gate_bias, *g_linear)
+
+
+def _gate_layer(gates):
+    """The QKANLayer of a gate map: the map itself (QKAN-LSTM) or the HQKAN's one latent layer."""
+    from .modules import QKANLayer
+    from .networks import HQKAN
+
+    if isinstance(gates, QKANLayer):
+        return gates
+    if isinstance(gates, HQKAN) and len(gates.qkan.layers) == 1 and not gates.qkan.norm_out:
+        return gates.qkan.layers[0]
+    return None
 
 
 def unsupported_reason(gates, x: Tensor) -> Optional[str]:
-    """None when :func:`lstm_layer` runs this gate layer on input ``x`` ``(L, B, d)``, else why not."""
-    from .modules import QKANLayer
-
-    if not isinstance(gates, QKANLayer):
-        return "the gate map is not a QKANLayer (HQKAN-LSTM runs its per-step loop)"
+    """None when :func:`lstm_layer` runs this gate map on input ``x`` ``(L, B, d)``, else why not."""
+    layer = _gate_layer(gates)
+    if layer is None:
+        return "the gate map is neither a QKANLayer nor an HQKAN with one latent layer and no norm_out"
     if x.device.type != "cpu":
         return "the fused recurrence has CPU kernels only"
     if x.dtype not in _DTYPE_CODES:
         return f"dtype {x.dtype}"
     if x.shape[1] == 0:
         return "empty batch"
-    if gates.is_batchnorm:
+    if layer.is_batchnorm:
         return "batch normalisation in the gate layer"
-    if gates.mask.requires_grad:
+    if layer.mask.requires_grad:
         return "a mask that requires grad"
-    if gates.base_activation not in (None, F.silu):
+    if layer.base_activation not in (None, F.silu):
         return "a base activation other than SiLU"
-    if gates.engine == "reference":
+    if layer.engine == "reference":
         return "engine='reference'"
-    if gates.ansatz == "px" and gates.preact_trainable:
-        return "px with trainable encodings (the encoded hidden state must be range-checked per step)"
+    if layer.ansatz == "px" and (layer.preact_trainable or layer is not gates):
+        return "px with trainable encodings or behind a Linear map (the encoded values must be range-checked per step)"
     if torch.compiler.is_compiling():
         return "torch.compile tracing (the loop's gate layers are custom ops it traces)"
     if circuit._functorch_active() or higher_order.torch_form_needed():
@@ -191,24 +216,27 @@ def unsupported_reason(gates, x: Tensor) -> Optional[str]:
     return None
 
 
-def _use_spectral(gates, x: Tensor) -> bool:
-    reason = spectral.unsupported_reason(gates.ansatz, gates.preact_trainable, gates.preacts_weight, x.dtype)
-    if gates.engine == "spectral":
+def _use_spectral(layer, x: Tensor) -> bool:
+    """Whether the gate layer runs as the spectral engine's fused kernel (engine "spectral", or "auto"
+    where the identity applies) rather than the circuit kernels."""
+    reason = spectral.unsupported_reason(layer.ansatz, layer.preact_trainable, layer.preacts_weight, x.dtype)
+    if layer.engine == "spectral":
         if reason is not None:
             raise ValueError(f"engine='spectral' does not apply to this layer: {reason}")
         return True
-    if gates.engine != "auto" or reason is not None:
+    if layer.engine != "auto" or reason is not None:
         return False
-    return not (gates.fast_measure and gates.ansatz == "real")  # as spectral.prefer: poles at every zero crossing
+    return not (layer.fast_measure and layer.ansatz == "real")  # as spectral.prefer: poles at every zero crossing
 
 
 def lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, gates, gate_bias: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
     """One LSTM layer over a sequence by the fused recurrence.
 
     Args:
-        x: ``(L, B, d)`` inputs (any strides), dtype and device of the gate layer.
+        x: ``(L, B, d)`` inputs (any strides), dtype and device of the gate map.
         h0, c0: ``(B, H)`` initial state.
-        gates: the layer's :class:`~qkan_fast.QKANLayer` ``(d + H -> 4H)``, outputs ``[f, i, g, o]``.
+        gates: the layer's gate map ``(d + H -> 4H)``, outputs ``[f, i, g, o]``: a
+            :class:`~qkan_fast.QKANLayer` or an :class:`~qkan_fast.HQKAN`.
         gate_bias: ``(4H,)`` or None.
 
     Returns:
@@ -219,22 +247,26 @@ def lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, gates, gate_bias: Optional[Ten
     """
     reason = unsupported_reason(gates, x)
     if reason is not None:
-        raise ValueError(f"the fused recurrence does not run this layer: {reason}")
-    ansatz, reps, in_dim, out_dim = gates.ansatz, gates.reps, gates.in_dim, gates.out_dim
-    use_spectral = _use_spectral(gates, x)
-    encode = uses_encoding(ansatz, gates.preact_trainable)
+        raise ValueError(f"the fused recurrence does not run this gate map: {reason}")
+    layer = _gate_layer(gates)
+    ansatz, reps, in_dim, out_dim = layer.ansatz, layer.reps, layer.in_dim, layer.out_dim
+    use_spectral = _use_spectral(layer, x)
+    encode = uses_encoding(ansatz, layer.preact_trainable)
     if ansatz == "px":
         check_px_domain(x.reshape(-1, x.shape[-1]), None, None)  # the hidden part lies in (-1, 1)
-    cfg = _Config(ansatz, reps, gates.fast_measure, encode and not use_spectral, use_spectral)
+    hqkan = layer is not gates
+    cfg = _Config(ansatz, reps, layer.fast_measure, encode and not use_spectral, use_spectral,
+                  (in_dim, out_dim) if hqkan else (0, 0))
     pre_w = pre_b = None
     if use_spectral:
-        theta, b, _ = spectral.edge_params(gates.theta, gates.preacts_bias, ansatz, reps, in_dim, out_dim, x.dtype)
+        theta, b, _ = spectral.edge_params(layer.theta, layer.preacts_bias, ansatz, reps, in_dim, out_dim, x.dtype)
         pre_b = b if b.numel() else None
     else:
-        theta = expand_group(gates.theta, in_dim, 4).expand(out_dim, in_dim, *gates.theta.shape[-2:])
+        theta = expand_group(layer.theta, in_dim, 4).expand(out_dim, in_dim, *layer.theta.shape[-2:])
         if encode:
-            pre_w = expand_group(gates.preacts_weight, in_dim, 3).expand(out_dim, in_dim, reps)
-            pre_b = expand_group(gates.preacts_bias, in_dim, 3).expand(out_dim, in_dim, reps)
-    base = gates.base_weight if gates.base_activation is not None else None
-    return _FusedRecurrence.apply(cfg, x, h0, c0, theta, pre_w, pre_b, gates.postact_weights, gates.mask,
-                                  gates.postact_bias, base, gate_bias)
+            pre_w = expand_group(layer.preacts_weight, in_dim, 3).expand(out_dim, in_dim, reps)
+            pre_b = expand_group(layer.preacts_bias, in_dim, 3).expand(out_dim, in_dim, reps)
+    base = layer.base_weight if layer.base_activation is not None else None
+    linear = (gates.down.weight, gates.down.bias, gates.up.weight, gates.up.bias) if hqkan else (None,) * 4
+    return _FusedRecurrence.apply(cfg, x, h0, c0, theta, pre_w, pre_b, layer.postact_weights, layer.mask,
+                                  layer.postact_bias, base, gate_bias, *linear)
