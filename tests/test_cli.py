@@ -196,6 +196,7 @@ def test_bench_lstm_recurrence_fused_loop_and_nn_lstm(tmp_path, capsys):
     assert r["shape"]["batch"] == 2 and r["shape"]["hidden"] == 5
     t = {k: v["median"] for k, v in r["forward_backward_seconds"].items()}
     assert set(t) == {"qkan_fast fused", "qkan_fast loop", "nn.LSTM"}
+    assert 0 < r["fused_forward_seconds"]["median"]
     assert r["fused_over_nn_lstm"] == pytest.approx(t["qkan_fast fused"] / t["nn.LSTM"])
     assert r["loop_over_fused"] == pytest.approx(t["qkan_fast loop"] / t["qkan_fast fused"])
     assert r["max_rel_diff_fused_vs_loop"] < 1e-5  # float32

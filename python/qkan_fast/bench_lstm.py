@@ -6,7 +6,8 @@ fused recurrence (QKANLSTM's default), the same model on its per-step Python loo
 - LD: the demo's shapes, batch 2, window 4, d_in 1, hidden 5, reps 2.
 
 Timing as `qkan-fast bench`: torch.utils.benchmark `blocked_autorange` blocks, the three models
-interleaved round by round, merged per model (median). Parity: the largest difference of the
+(and the fused model's forward alone, under no_grad) interleaved round by round, merged per model
+(median). Parity: the largest difference of the
 outputs and of every gradient between the fused recurrence and the loop, relative to each tensor's scale.
 """
 
@@ -30,6 +31,11 @@ def _step(model: nn.Module, x: torch.Tensor):
     out, (h, c) = model(x)
     (out.sum() + c.sum()).backward()
     return out
+
+
+def _forward(model: nn.Module, x: torch.Tensor):
+    with torch.no_grad():
+        return model(x)
 
 
 def _parity(fused: nn.Module, loop: nn.Module, x: torch.Tensor) -> float:
@@ -56,20 +62,24 @@ def benchmark(names: Sequence[str] = ("LD", "L1"), rounds: int = 5, min_run_time
         lstm = nn.LSTM(d, H)
         x = torch.randn(L, B, d, generator=torch.Generator().manual_seed(seed))
         models = {"qkan_fast fused": fused, "qkan_fast loop": loop, "nn.LSTM": lstm}
-        blocks = {k: [] for k in models}
+        # forward+backward of each model, and the forward alone of the fused one (how the time splits)
+        runs = {label: (_step, model) for label, model in models.items()}
+        runs["qkan_fast fused, forward only"] = (_forward, fused)
+        blocks = {k: [] for k in runs}
         for r in range(rounds):
-            for label, model in models.items():
-                timer = tb.Timer("step(model, x)", globals={"step": _step, "model": model, "x": x}, label=name,
-                                 sub_label=label, description="forward+backward",
-                                 num_threads=torch.get_num_threads())
+            for label, (fn, model) in runs.items():
+                timer = tb.Timer("fn(model, x)", globals={"fn": fn, "model": model, "x": x}, label=name,
+                                 sub_label=label, num_threads=torch.get_num_threads())
                 blocks[label].append(timer.blocked_autorange(min_run_time=min_run_time / rounds))
             progress(f"{name}: round {r + 1}/{rounds} timed")
         med = {k: tb.Measurement.merge(ms)[0] for k, ms in blocks.items()}
+        fwd = med.pop("qkan_fast fused, forward only")
         results[name] = {
             "shape": {"batch": B, "window": L, "d_in": d, "hidden": H, "reps": reps, "ansatz": "pz",
                       "fast_measure": True, "engine": "auto", "dtype": "float32"},
             "forward_backward_seconds": {k: {"median": m.median, "iqr": m.iqr, "runs": len(m.times)}
                                          for k, m in med.items()},
+            "fused_forward_seconds": {"median": fwd.median, "iqr": fwd.iqr, "runs": len(fwd.times)},
             "fused_over_nn_lstm": med["qkan_fast fused"].median / med["nn.LSTM"].median,
             "loop_over_fused": med["qkan_fast loop"].median / med["qkan_fast fused"].median,
             "max_rel_diff_fused_vs_loop": _parity(fused, loop, x),
@@ -86,6 +96,7 @@ def format_benchmark(result: dict) -> str:
         for label, t in r["forward_backward_seconds"].items():
             lines.append(f"  {label:16s} median {t['median'] * 1e3:8.3f} ms (IQR {t['iqr'] * 1e3:.3f} ms, "
                          f"{t['runs']} runs)")
+        lines.append(f"  (the fused forward alone, no grad: {r['fused_forward_seconds']['median'] * 1e3:.3f} ms)")
         lines.append(f"  fused = {r['fused_over_nn_lstm']:.2f}x nn.LSTM's time; the loop takes "
                      f"{r['loop_over_fused']:.2f}x the fused time; fused vs loop agree to "
                      f"{r['max_rel_diff_fused_vs_loop']:.1e} (largest difference / largest value, per tensor)")
