@@ -69,8 +69,9 @@ TRAIN_FRACTION = 0.8
 EPOCHS = 30
 HIDDEN = 5
 FIRST_SEED = 42
-# 3 seeds: the fewest whose median drops an outlying seed; one seed costs ~45 s of 1-thread CPU
-# time per dataset here, so 3 seeds x 2 datasets on 2 worker processes is ~2 minutes of wall time
+# 3 seeds: the fewest whose median drops an outlying seed; one seed costs ~12 s of 1-thread CPU
+# time per dataset here, so 3 seeds x 2 datasets on 2 worker processes is well under a minute of
+# wall time (bench/results/demo_default.json)
 SEEDS = 3
 MODEL_NAMES = ("QKAN-LSTM", "HQKAN-LSTM", "LSTM (equal hidden)", "LSTM (equal params)")
 DATASETS = ("pendulum", "bessel_j2")

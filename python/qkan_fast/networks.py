@@ -440,8 +440,9 @@ class QKANLSTM(_GatedLSTM):
 
     With ``z_t = [x_t, h_{t-1}]`` (size ``d + H``), ``[f, i, g, o] = QKANLayer(d + H -> 4H)(z_t)``
     plus a bias, ``c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)`` and
-    ``h_t = sigmoid(o) * tanh(c_t)`` (docs/math.md, "Networks"): one fused kernel call per time
-    step and layer. The interface is that of ``torch.nn.LSTM``.
+    ``h_t = sigmoid(o) * tanh(c_t)`` (docs/math.md, "Networks"). Each layer's whole recurrence runs
+    as one compiled call forward and one backward (``fused``; docs/engines.md, "The fused
+    recurrence"). The interface is that of ``torch.nn.LSTM``.
 
     Parameters: ``gates[l]`` (the :class:`QKANLayer` of layer ``l``, gate order
     ``[f, i, g, o]`` in its outputs) and ``gate_bias[l]`` (``(4H,)``, zeros at start; only with
