@@ -104,6 +104,21 @@ def test_fused_layers_batch_first_state_and_unbatched(engine):
     _assert_fused_equals_loop(m, _x(L, B, d)[:, 0], unbatched)
 
 
+def test_fused_dropout_between_layers_matches_loop():
+    m = _model(num_layers=3, dropout=0.3)
+    loop = copy.deepcopy(m)
+    loop.fused = False
+    x = _x()
+    torch.manual_seed(5)  # dropout draws from torch's global RNG, the same draws in both
+    out_fused, _ = m(x)
+    torch.manual_seed(5)
+    out_loop, _ = loop(x)
+    torch.testing.assert_close(out_fused, out_loop, rtol=0, atol=1e-12)
+    m.eval()
+    loop.eval()
+    torch.testing.assert_close(m(x)[0], loop(x)[0], rtol=0, atol=1e-12)
+
+
 def test_fused_grouped_parameters_no_bias_no_base():
     _assert_fused_equals_loop(_model(group=2, engine="circuit"), _x())
     _assert_fused_equals_loop(_model(group=2), _x())
