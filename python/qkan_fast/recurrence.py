@@ -216,9 +216,18 @@ def unsupported_reason(gates, x: Tensor) -> Optional[str]:
     return None
 
 
+# engine="auto" inside the recurrence: the spectral fused kernel wherever the identity applies,
+# measured 1.1x-3.8x faster than the circuit kernels at LD and L1 for every ansatz and measure
+# (bench/recurrence_engines.py -> bench/results/recurrence_engines.json; `real` with the fast
+# measure included, unlike a lone layer: the per-call costs that dominate there are paid once per
+# sequence here), except px on small sequences, where its mix-form parameters (a few more torch
+# ops per call) cost more than the kernel saves (0.85x-0.91x at LD, 1.5x-1.9x at L1).
+_PX_SPECTRAL_MIN_WORK = 1 << 17  # L * B * (d + H) * 4H edge-steps
+
+
 def _use_spectral(layer, x: Tensor) -> bool:
     """Whether the gate layer runs as the spectral engine's fused kernel (engine "spectral", or "auto"
-    where the identity applies) rather than the circuit kernels."""
+    by the rule above) rather than the circuit kernels."""
     reason = spectral.unsupported_reason(layer.ansatz, layer.preact_trainable, layer.preacts_weight, x.dtype)
     if layer.engine == "spectral":
         if reason is not None:
@@ -226,7 +235,9 @@ def _use_spectral(layer, x: Tensor) -> bool:
         return True
     if layer.engine != "auto" or reason is not None:
         return False
-    return not (layer.fast_measure and layer.ansatz == "real")  # as spectral.prefer: poles at every zero crossing
+    if layer.ansatz == "px":
+        return x.shape[0] * x.shape[1] * layer.in_dim * layer.out_dim >= _PX_SPECTRAL_MIN_WORK
+    return True
 
 
 def lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, gates, gate_bias: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
