@@ -221,7 +221,7 @@ def unsupported_reason(gates, x: Tensor) -> Optional[str]:
 # (bench/recurrence_engines.py -> bench/results/recurrence_engines.json; `real` with the fast
 # measure included, unlike a lone layer: the per-call costs that dominate there are paid once per
 # sequence here), except px on small sequences, where its mix-form parameters (a few more torch
-# ops per call) cost more than the kernel saves (0.85x-0.91x at LD, 1.5x-1.9x at L1).
+# ops per call) cost more than the kernel saves (0.87x-0.91x at LD, 1.5x-1.9x at L1).
 _PX_SPECTRAL_MIN_WORK = 1 << 17  # L * B * (d + H) * 4H edge-steps
 
 
