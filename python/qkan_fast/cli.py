@@ -125,7 +125,8 @@ def _bench_pinn(args: argparse.Namespace, others: List[str]) -> int:
     load_before = _machine.load_average()
     result = pinn.benchmark(rounds=args.rounds or (3 if args.quick else 5),
                             min_run_time=args.min_run_time or (1.0 if args.quick else 5.0),
-                            curve_steps=3 if args.quick else 10, seed=args.seed, progress=log)
+                            curve_steps=3 if args.quick else 10, seed=args.seed, progress=log,
+                            preact_trainable=args.preact_trainable)
     result = {"schema": "qkan_fast.bench.pinn/1", "command": " ".join(sys.argv),
               "machine": {**_machine.describe(torch.device("cpu"), bench.qkan_version()),
                           "loadavg_before": load_before, "loadavg_after": _machine.load_average()},

@@ -105,20 +105,22 @@ def qkan_exact_twin(model: nn.Module) -> nn.Module:
 
 
 def benchmark(width=(2, 16, 16, 1), points: int = 1024, reps: int = 3, curve_steps: int = 10, rounds: int = 5,
-              min_run_time: float = 1.0, seed: int = 0, progress=print) -> dict:
+              min_run_time: float = 1.0, seed: int = 0, progress=print, preact_trainable: bool = False) -> dict:
     """Workload P1 of `qkan-fast bench`: one training step (forward, u_xx + u_yy with the graph kept,
     the parameter gradient) of QKAN(width) on `points` collocation points, on qkan_fast and on
     qkan's exact solver (when installed) from the same parameters.
 
     Timing: torch.utils.benchmark `blocked_autorange` blocks, the engines interleaved round by
     round, merged per engine (median per step). Parity: both train `curve_steps` Adam steps from
-    the same start; the report holds both loss curves and their largest relative difference."""
+    the same start; the report holds both loss curves and their largest relative difference.
+    `preact_trainable`: the model's encodings w * x + b are trained too (its higher derivatives
+    then run the Bloch-vector form of higher_order.py instead of the spectral one)."""
     from torch.utils import benchmark as tb
 
     from .modules import QKAN
 
     problem = PoissonProblem(points=points, seed=seed)
-    ours = QKAN(list(width), reps=reps, seed=seed)
+    ours = QKAN(list(width), reps=reps, seed=seed, preact_trainable=preact_trainable)
     models = {"qkan_fast": ours}
     try:
         models["qkan exact"] = qkan_exact_twin(ours)
@@ -143,7 +145,8 @@ def benchmark(width=(2, 16, 16, 1), points: int = 1024, reps: int = 3, curve_ste
         model.load_state_dict(start_state[name])
         curves[name] = train(model, problem, steps=curve_steps)["loss"]
     out = {
-        "workload": {"name": "P1", "width": list(width), "points": points, "reps": reps, "boundary_points":
+        "workload": {"name": "P1", "width": list(width), "points": points, "reps": reps,
+                     "preact_trainable": preact_trainable, "boundary_points":
                      problem.boundary_points, "dtype": str(problem.dtype), "loss": "mean (u_xx + u_yy - f)^2 + "
                      "mean u_boundary^2"},
         "step_seconds": {name: {"median": m.median, "iqr": m.iqr, "runs": len(m.times)} for name, m in times.items()},
@@ -158,7 +161,8 @@ def benchmark(width=(2, 16, 16, 1), points: int = 1024, reps: int = 3, curve_ste
 
 def format_benchmark(result: dict) -> str:
     w = result["workload"]
-    lines = [f"P1: 2-D Poisson PINN, QKAN({w['width']}), R={w['reps']}, {w['points']} collocation points, "
+    enc = ", trainable encodings" if w.get("preact_trainable") else ""
+    lines = [f"P1: 2-D Poisson PINN, QKAN({w['width']}), R={w['reps']}{enc}, {w['points']} collocation points, "
              f"one training step (forward, u_xx + u_yy with the graph kept, parameter gradient)"]
     for name, s in result["step_seconds"].items():
         lines.append(f"  {name:12s} median {s['median'] * 1e3:9.1f} ms per step (IQR {s['iqr'] * 1e3:.1f} ms, "
