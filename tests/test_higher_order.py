@@ -111,3 +111,29 @@ def test_float32_second_derivative_close_to_float64():
     lap64 = _laplacian_loss(layer64, x64)
     lap32 = _laplacian_loss(layer32, x32)
     torch.testing.assert_close(lap32.double(), lap64, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("ansatz", ["pz", "rpz", "px", "real", "mix"])
+@pytest.mark.parametrize("encode", [False, True])
+@pytest.mark.parametrize("grouped", [False, True])
+def test_bloch_circuit_is_the_born_value_of_the_reference_circuit(ansatz, encode, grouped):
+    """The torch form of layers without a spectral form (higher_order.bloch_circuit) against the
+    reference's complex amplitudes, Z = |alpha|^2 - |beta|^2, per-edge and grouped parameters."""
+    from qkan_fast import higher_order, reference
+    from qkan_fast.common import theta_shape
+
+    g = torch.Generator().manual_seed(7)
+    B, O, I, R = 5, 3, 4, 3
+    encode = encode or ansatz == "rpz"
+    sets = (2,) if grouped else (O, I)
+    theta = torch.randn(*sets, *theta_shape(ansatz, O, I, R)[2:], generator=g, dtype=torch.float64)
+    w = 0.5 + 0.4 * torch.rand(*sets, R, generator=g, dtype=torch.float64)
+    b = 0.1 * torch.randn(*sets, R, generator=g, dtype=torch.float64)
+    if not encode:
+        w = torch.ones_like(w)
+    x = 1.6 * torch.rand(B, I, generator=g, dtype=torch.float64) - 0.8
+    z = higher_order.bloch_circuit(x, theta, w, b, ansatz=ansatz, reps=R, encode=encode)
+    alpha, beta = reference.amplitudes(x, theta, w, b, ansatz=ansatz, reps=R, out_dim=O,
+                                       preact_trainable=encode and ansatz != "rpz")
+    want = alpha.abs() ** 2 - beta.abs() ** 2
+    torch.testing.assert_close(z.expand_as(want), want, rtol=0, atol=1e-13)
