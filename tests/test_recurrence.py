@@ -234,6 +234,24 @@ def test_fused_spectral_engine_where_it_does_not_apply_raises():
         m(_x())
 
 
+@pytest.mark.parametrize("cls", [QKANLSTM, HQKANLSTM])
+def test_fused_rejects_mixed_dtypes_like_the_loop(cls):
+    m = cls(2, 3)  # float32 parameters
+    with pytest.raises(TypeError, match="float64"):
+        m(torch.randn(4, 2, 2, dtype=F64))
+    with pytest.raises(TypeError, match="h0 has dtype"):
+        m(torch.randn(4, 2, 2), (torch.zeros(1, 2, 3, dtype=F64), torch.zeros(1, 2, 3)))
+
+
+def test_fused_nan_stays_in_its_sample():
+    m = _model()
+    x = _x()
+    x[1, 0, 0] = float("nan")
+    out, (h, c) = m(x)
+    assert torch.isnan(out[1:, 0]).all() and torch.isfinite(out[:, 1:]).all() and torch.isfinite(out[0]).all()
+    assert torch.isnan(c[0, 0]).all() and torch.isfinite(c[0, 1:]).all()
+
+
 def test_fused_px_rejects_inputs_outside_the_domain():
     m = _model(ansatz="px")
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):

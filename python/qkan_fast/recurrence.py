@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _C, circuit, higher_order, spectral
-from .common import ANSATZ_CODES, check_px_domain, expand_group, uses_encoding
+from .common import ANSATZ_CODES, check_px_domain, check_tensor, expand_group, uses_encoding
 
 _DTYPE_CODES = {torch.float32: _C.DType.float32, torch.float64: _C.DType.float64}
 
@@ -261,6 +261,14 @@ def lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, gates, gate_bias: Optional[Ten
         raise ValueError(f"the fused recurrence does not run this gate map: {reason}")
     layer = _gate_layer(gates)
     ansatz, reps, in_dim, out_dim = layer.ansatz, layer.reps, layer.in_dim, layer.out_dim
+    # one dtype and device for every tensor the compiled loop reads (the kernel trusts them)
+    batch, hidden = x.shape[1], out_dim // 4 if layer is gates else gates.d_out // 4
+    check_tensor("h0", h0, (batch, hidden), x)
+    check_tensor("c0", c0, (batch, hidden), x)
+    for name, t in gates.named_parameters():
+        check_tensor(name, t, None, x)
+    if gate_bias is not None:
+        check_tensor("gate_bias", gate_bias, (4 * hidden,), x)
     use_spectral = _use_spectral(layer, x)
     encode = uses_encoding(ansatz, layer.preact_trainable)
     if ansatz == "px":
