@@ -25,19 +25,20 @@ using qkan_fast::CircuitParams;
 namespace {
 
 #ifdef QKAN_FAST_CUDA
-template <void (*Cuda)(const CircuitParams&)>
-void call_cuda(const CircuitParams& p) {
+template <class Params, void (*Cuda)(const Params&)>
+void call_cuda(const Params& p) {
   py::gil_scoped_release release;
   Cuda(p);
 }
-#define QKF_CUDA_CALL(fn) &call_cuda<qkan_fast::fn>
+#define QKF_CUDA_CALL(Params, fn) &call_cuda<Params, qkan_fast::fn>
 #else
-void no_cuda(const CircuitParams&) {
+template <class Params>
+void no_cuda(const Params&) {
   throw std::runtime_error(
       "qkan_fast was built without CUDA (no CUDA compiler at build time, or QKAN_FAST_CUDA=OFF); "
       "rebuild with nvcc on PATH to run on a GPU");
 }
-#define QKF_CUDA_CALL(fn) &no_cuda
+#define QKF_CUDA_CALL(Params, fn) &no_cuda<Params>
 #endif
 
 }  // namespace
@@ -75,7 +76,9 @@ static void bind_recurrence(py::module_& m) {
       .def_readwrite("encode", &P::encode)
       .def_readwrite("px", &P::px)
       .def_readwrite("nq", &P::nq)
-      .def_readwrite("num_threads", &P::num_threads);
+      .def_readwrite("num_threads", &P::num_threads)
+      .def_readwrite("device", &P::device)
+      .def_readwrite("stream", &P::stream);
   for (auto [name, field] : {std::pair{"theta", &P::theta}, {"pre_w", &P::pre_w}, {"pre_b", &P::pre_b},
                              {"coef", &P::coef}, {"weight", &P::weight}, {"base_weight", &P::base_weight},
                              {"bias", &P::bias}, {"down_weight", &P::down_weight}, {"down_bias", &P::down_bias},
@@ -98,6 +101,8 @@ static void bind_recurrence(py::module_& m) {
         "every step of one LSTM layer: gate layer, nonlinearities, cell update");
   m.def("recurrence_backward_cpu", &release_gil<P, recurrence_backward_cpu>,
         "backpropagation through time of one LSTM layer, each step's gate layer recomputed");
+  m.def("recurrence_forward_cuda", QKF_CUDA_CALL(P, recurrence_forward_cuda));
+  m.def("recurrence_backward_cuda", QKF_CUDA_CALL(P, recurrence_backward_cuda));
 }
 
 PYBIND11_MODULE(_C, m) {
@@ -154,9 +159,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("circuit_postacts_cpu", &release_gil<CircuitParams, circuit_postacts_cpu>, "phi (B, O, I)");
   m.def("circuit_backward_cpu", &release_gil<CircuitParams, circuit_backward_cpu>,
         "gradients of y (or of postacts) by adjoint recomputation");
-  m.def("circuit_forward_cuda", QKF_CUDA_CALL(circuit_forward_cuda));
-  m.def("circuit_postacts_cuda", QKF_CUDA_CALL(circuit_postacts_cuda));
-  m.def("circuit_backward_cuda", QKF_CUDA_CALL(circuit_backward_cuda));
+  m.def("circuit_forward_cuda", QKF_CUDA_CALL(CircuitParams, circuit_forward_cuda));
+  m.def("circuit_postacts_cuda", QKF_CUDA_CALL(CircuitParams, circuit_postacts_cuda));
+  m.def("circuit_backward_cuda", QKF_CUDA_CALL(CircuitParams, circuit_backward_cuda));
   m.def("cuda_check", &qkan_fast::cuda_check, py::arg("device_index"), "driver/GPU/arch check; dict or RuntimeError");
 
   bind_spectral(m);

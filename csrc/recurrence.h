@@ -83,7 +83,11 @@ struct RecurrenceParams {
   void* grad_up_weight = nullptr;    // [4H, b]
   void* grad_up_bias = nullptr;      // [4H]
 
+  // CPU schedule
   int num_threads = 1;
+  // CUDA launch (cuda/recurrence.cu: circuit gate layers only)
+  int device = 0;
+  std::uintptr_t stream = 0;
 };
 
 enum class RecurrenceOp : int { kForward, kBackward };
@@ -92,5 +96,8 @@ void check_recurrence(const RecurrenceParams& p, RecurrenceOp op);
 
 void recurrence_forward_cpu(const RecurrenceParams& p);
 void recurrence_backward_cpu(const RecurrenceParams& p);
+// compiled only with QKAN_FAST_CUDA
+void recurrence_forward_cuda(const RecurrenceParams& p);
+void recurrence_backward_cuda(const RecurrenceParams& p);
 
 }  // namespace qkan_fast

@@ -449,3 +449,42 @@ def test_bfloat16_on_cpu_is_refused():
     layer = qkan_fast.QKANLayer(4, 3, engine="circuit").to(BF16)
     with pytest.raises(TypeError, match="bfloat16 runs on CUDA only"):
         layer(torch.zeros(5, 4, dtype=BF16))
+
+
+# ------------------------------------------------------------------------------------------------
+# the fused LSTM recurrence on the GPU (cuda/recurrence.cu) against the same model's per-step loop
+
+
+@needs_cuda
+@pytest.mark.parametrize("cls_name", ["QKANLSTM", "HQKANLSTM"])
+@pytest.mark.parametrize("ansatz", ["pz", "mix", "real"])
+@pytest.mark.parametrize("dtype", [pytest.param(F32, id="f32"), pytest.param(F64, id="f64")])
+def test_fused_recurrence_cuda_matches_loop(cls_name, ansatz, dtype):
+    cls = getattr(qkan_fast, cls_name)
+    torch.manual_seed(stable_seed(cls_name, ansatz))
+    m = cls(2, 4, num_layers=2, ansatz=ansatz, dtype=dtype, preact_trainable=ansatz == "mix").cuda()
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.dim() == 1:
+                p.uniform_(-0.3, 0.3)
+    loop = copy.deepcopy(m)
+    loop.fused = False
+    x = torch.randn(5, 3, 2, dtype=dtype, device="cuda")
+    assert qkan_fast.recurrence.unsupported_reason(m.gates[0], x) is None
+    outs = []
+    for model in (m, loop):
+        xx = x.clone().requires_grad_()
+        out, (h, c) = model(xx)
+        (out.square().sum() + c.sum()).backward()
+        outs.append([out, h, c, xx.grad] + [p.grad for p in model.parameters() if p.requires_grad])
+    tol = TOL[dtype]
+    for got, want in zip(*outs):
+        assert_close_scaled(got, want, tol)
+
+
+@needs_cuda
+def test_fused_recurrence_cuda_gradcheck():
+    m = qkan_fast.QKANLSTM(2, 2, reps=2, dtype=F64).cuda()
+    x = torch.randn(3, 2, 2, dtype=F64, device="cuda", requires_grad=True)
+    params = [p for p in m.parameters() if p.requires_grad]
+    assert torch.autograd.gradcheck(lambda x, *_: m(x)[0], (x, *params), atol=1e-7, rtol=1e-5)

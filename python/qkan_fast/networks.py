@@ -468,8 +468,8 @@ class QKANLSTM(_GatedLSTM):
         device (torch.device | str | None): device of the parameters.
         dtype (torch.dtype | None): dtype of the parameters.
         fused (bool): run each layer's whole recurrence as one compiled call forward and one
-            backward (CPU; the same numbers as the per-step loop). It falls back to the loop where
-            it does not apply: other devices, an empty batch, batch normalisation, a base activation
+            backward (CPU or CUDA; the same numbers as the per-step loop). It falls back to the
+            loop where it does not apply: other devices, an empty batch, batch normalisation, a base activation
             other than SiLU, ``engine="reference"``, ``px`` with trainable encodings, torch.func
             transforms. ``False`` always runs the loop, which also supports second derivatives.
         **layer_kwargs: passed to every :class:`QKANLayer` (``ba_trainable``, ``group``,

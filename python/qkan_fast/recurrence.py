@@ -1,5 +1,6 @@
 """The fused LSTM recurrence: one QKAN-LSTM or HQKAN-LSTM layer's every time step in one compiled
-call forward and one call backward (csrc/recurrence.h).
+call forward and one call backward (csrc/recurrence.h; CPU: csrc/cpu/recurrence_kernels.h, CUDA:
+cuda/recurrence.cu).
 
 Per step the compiled loop runs the gate map on ``z_t = [x_t, h_{t-1}]``: the gate layer (by the
 circuit kernels, or by the spectral engine's fused kernel from coefficients made once per
@@ -65,8 +66,16 @@ def _params(cfg: _Config, x, h0, c0, circuit_theta, pre_w, pre_b, coef, weight, 
                     ("weight", weight), ("base_weight", base_weight), ("bias", bias), ("x", x), ("h0", h0),
                     ("c0", c0)):
         setattr(p, name, _ptr(t))
+    if x.is_cuda:
+        p.device = x.device.index if x.device.index is not None else torch.cuda.current_device()
+        circuit._check_cuda_device(p.device)
+        p.stream = torch.cuda.current_stream(x.device).cuda_stream
     p.num_threads = torch.get_num_threads()
     return p
+
+
+def _run(kind: str, p, x: Tensor) -> None:
+    getattr(_C, f"recurrence_{kind}_{'cuda' if x.is_cuda else 'cpu'}")(p)
 
 
 class _FusedRecurrence(torch.autograd.Function):
@@ -112,7 +121,7 @@ class _FusedRecurrence(torch.autograd.Function):
         latent = x.new_empty(L, B, cfg.latent[1])  # the gate layer's outputs of an HQKAN; empty otherwise
         p = _params(cfg, x, h0, c0, circuit_theta, cw, cb, coef, weight, base, bias, linear)
         p.h_seq, p.c_seq, p.gates, p.latent = h_seq.data_ptr(), c_seq.data_ptr(), gates.data_ptr(), _ptr(latent)
-        _C.recurrence_forward_cpu(p)
+        _run("forward", p, x)
         ctx.cfg = cfg
         ctx.save_for_backward(x, h0, c0, theta, pre_w, pre_b, coef, weight, base, bias, postact_bias, mask, h_seq,
                               c_seq, gates, latent, *linear)
@@ -156,7 +165,7 @@ class _FusedRecurrence(torch.autograd.Function):
         g_bias = out("bias", bias, need[7] or need[9] or need[11])
         g_linear = [out(name, t, n) for name, t, n in
                     zip(("down_weight", "down_bias", "up_weight", "up_bias"), linear, need[12:16])]
-        _C.recurrence_backward_cpu(p)
+        _run("backward", p, x)
 
         if cfg.spectral and g_theta is not None:  # grad_coef -> theta (and rpz's biases)
             b = pre_b if pre_b is not None else theta.new_empty(0)
@@ -193,8 +202,11 @@ def unsupported_reason(gates, x: Tensor) -> Optional[str]:
     layer = _gate_layer(gates)
     if layer is None:
         return "the gate map is neither a QKANLayer nor an HQKAN with one latent layer and no norm_out"
-    if x.device.type != "cpu":
-        return "the fused recurrence has CPU kernels only"
+    if x.device.type == "cuda":
+        if not _C.build_info()["cuda"]:
+            return "qkan_fast was built without CUDA"
+    elif x.device.type != "cpu":
+        return f"no fused recurrence on {x.device.type}"
     if x.dtype not in _DTYPE_CODES:
         return f"dtype {x.dtype}"
     if x.shape[1] == 0:
@@ -228,6 +240,8 @@ _PX_SPECTRAL_MIN_WORK = 1 << 17  # L * B * (d + H) * 4H edge-steps
 def _use_spectral(layer, x: Tensor) -> bool:
     """Whether the gate layer runs as the spectral engine's fused kernel (engine "spectral", or "auto"
     by the rule above) rather than the circuit kernels."""
+    if x.device.type != "cpu":
+        return False  # no spectral kernels there; engine="spectral" runs the circuit engine, as for a layer
     reason = spectral.unsupported_reason(layer.ansatz, layer.preact_trainable, layer.preacts_weight, x.dtype)
     if layer.engine == "spectral":
         if reason is not None:
