@@ -181,8 +181,10 @@ void check_spectral(const SpectralLayerParams& p, SpectralOp op) {
     need(entry, p.grad_y, "grad_y");
 }
 
-void check_recurrence(const RecurrenceParams& p, RecurrenceOp op) {
-  const char* entry = op == RecurrenceOp::kForward ? "recurrence_forward_cpu" : "recurrence_backward_cpu";
+void check_recurrence(const RecurrenceParams& p, RecurrenceOp op, Device device) {
+  const bool cuda = device == Device::kCuda;
+  const char* entry = op == RecurrenceOp::kForward ? (cuda ? "recurrence_forward_cuda" : "recurrence_forward_cpu")
+                                                   : (cuda ? "recurrence_backward_cuda" : "recurrence_backward_cpu");
   check_dtype(entry, p.dtype, false);
   check_reps(entry, p.reps);
   check_size(entry, "steps", p.steps);

@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "core_types.h"
+#include "params.h"  // Device
 
 namespace qkan_fast {
 
@@ -92,7 +93,7 @@ struct RecurrenceParams {
 
 enum class RecurrenceOp : int { kForward, kBackward };
 // Throws std::invalid_argument for what the entry point does not handle (checks.cpp).
-void check_recurrence(const RecurrenceParams& p, RecurrenceOp op);
+void check_recurrence(const RecurrenceParams& p, RecurrenceOp op, Device device);
 
 void recurrence_forward_cpu(const RecurrenceParams& p);
 void recurrence_backward_cpu(const RecurrenceParams& p);

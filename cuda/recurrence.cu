@@ -348,14 +348,14 @@ void check_cuda_gate(const RecurrenceParams& p, const char* entry) {
 }  // namespace
 
 void recurrence_forward_cuda(const RecurrenceParams& p) {
-  check_recurrence(p, RecurrenceOp::kForward);
+  check_recurrence(p, RecurrenceOp::kForward, Device::kCuda);
   check_cuda_gate(p, "recurrence_forward_cuda");
   DeviceScope scope(p.device);
   if (p.dtype == kFloat64) forward_cuda<double>(p); else forward_cuda<float>(p);
 }
 
 void recurrence_backward_cuda(const RecurrenceParams& p) {
-  check_recurrence(p, RecurrenceOp::kBackward);
+  check_recurrence(p, RecurrenceOp::kBackward, Device::kCuda);
   check_cuda_gate(p, "recurrence_backward_cuda");
   DeviceScope scope(p.device);
   if (p.dtype == kFloat64) backward_cuda<double>(p); else backward_cuda<float>(p);

@@ -6,11 +6,11 @@
 namespace qkan_fast {
 
 void recurrence_forward_cpu(const RecurrenceParams& p) {
-  check_recurrence(p, RecurrenceOp::kForward);
+  check_recurrence(p, RecurrenceOp::kForward, Device::kCpu);
   QKF_ISA_TABLE(recurrence_kernels).forward(p);
 }
 void recurrence_backward_cpu(const RecurrenceParams& p) {
-  check_recurrence(p, RecurrenceOp::kBackward);
+  check_recurrence(p, RecurrenceOp::kBackward, Device::kCpu);
   QKF_ISA_TABLE(recurrence_kernels).backward(p);
 }
 

@@ -229,7 +229,7 @@ def unsupported_reason(gates, x: Tensor) -> Optional[str]:
 
 
 # engine="auto" inside the recurrence: the spectral fused kernel wherever the identity applies,
-# measured 1.1x-3.8x faster than the circuit kernels at LD and L1 for every ansatz and measure
+# measured 1.1x-3.9x faster than the circuit kernels at LD and L1 for every ansatz and measure
 # (bench/recurrence_engines.py -> bench/results/recurrence_engines.json; `real` with the fast
 # measure included, unlike a lone layer: the per-call costs that dominate there are paid once per
 # sequence here), except px on small sequences, where its mix-form parameters (a few more torch
