@@ -111,58 +111,52 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_pinn(args: argparse.Namespace, others: List[str]) -> int:
+def _own_comparison(args: argparse.Namespace, schema: str, run, report) -> int:
+    """What P1, L1 and LD share (each is its own comparison, on the CPU): the thread count, progress
+    lines, the machine and its load around `run(log) -> dict`, the report and the JSON."""
     import torch
 
-    from . import _machine, bench, pinn
+    from . import _machine, bench
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
+    load_before = _machine.load_average()
+    result = run(log)
+    result = {"schema": schema, "command": " ".join(sys.argv),
+              "machine": {**_machine.describe(torch.device("cpu"), bench.qkan_version()),
+                          "loadavg_before": load_before, "loadavg_after": _machine.load_average()},
+              **result}
+    print(report(result))
+    if args.json:
+        bench.write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _bench_pinn(args: argparse.Namespace, others: List[str]) -> int:
+    from . import pinn
 
     if others or args.device != "cpu":
         print("qkan-fast bench: error: P1 runs alone and on the CPU (give --workloads P1)", file=sys.stderr)
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
-    load_before = _machine.load_average()
-    result = pinn.benchmark(rounds=args.rounds or (3 if args.quick else 5),
-                            min_run_time=args.min_run_time or (1.0 if args.quick else 5.0),
-                            curve_steps=3 if args.quick else 10, seed=args.seed, progress=log,
-                            preact_trainable=args.preact_trainable)
-    result = {"schema": "qkan_fast.bench.pinn/1", "command": " ".join(sys.argv),
-              "machine": {**_machine.describe(torch.device("cpu"), bench.qkan_version()),
-                          "loadavg_before": load_before, "loadavg_after": _machine.load_average()},
-              **result}
-    print(pinn.format_benchmark(result))
-    if args.json:
-        bench.write_json(result, args.json)
-        print(f"wrote {args.json}")
-    return 0
+    return _own_comparison(args, "qkan_fast.bench.pinn/1", lambda log: pinn.benchmark(
+        rounds=args.rounds or (3 if args.quick else 5), min_run_time=args.min_run_time or (1.0 if args.quick else 5.0),
+        curve_steps=3 if args.quick else 10, seed=args.seed, progress=log, preact_trainable=args.preact_trainable),
+        pinn.format_benchmark)
 
 
 def _bench_lstm(args: argparse.Namespace, names: List[str], others: List[str]) -> int:
-    import torch
-
-    from . import _machine, bench, bench_lstm
+    from . import bench_lstm
 
     if others or args.device != "cpu":
         print("qkan-fast bench: error: L1 and LD run without other workloads and on the CPU "
-              "(the fused recurrence has CPU kernels only)", file=sys.stderr)
+              "(the comparison with the loop and nn.LSTM is a CPU one)", file=sys.stderr)
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
-    load_before = _machine.load_average()
-    result = bench_lstm.benchmark(names, rounds=args.rounds or (3 if args.quick else 5),
-                                  min_run_time=args.min_run_time or (0.5 if args.quick else 2.0), seed=args.seed,
-                                  progress=log)
-    result = {"schema": "qkan_fast.bench.lstm/1", "command": " ".join(sys.argv),
-              "machine": {**_machine.describe(torch.device("cpu"), bench.qkan_version()),
-                          "loadavg_before": load_before, "loadavg_after": _machine.load_average()},
-              **result}
-    print(bench_lstm.format_benchmark(result))
-    if args.json:
-        bench.write_json(result, args.json)
-        print(f"wrote {args.json}")
-    return 0
+    return _own_comparison(args, "qkan_fast.bench.lstm/1", lambda log: bench_lstm.benchmark(
+        names, rounds=args.rounds or (3 if args.quick else 5),
+        min_run_time=args.min_run_time or (0.5 if args.quick else 2.0), seed=args.seed, progress=log),
+        bench_lstm.format_benchmark)
 
 
 def _demo(args: argparse.Namespace) -> int:
