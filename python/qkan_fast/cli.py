@@ -44,6 +44,7 @@ workloads (comma-separated):
   all, W2-variants   groups: W1..W6; W2 with born, preact and each ansatz
   P1                 a physics-informed training step (2-D Poisson, QKAN([2, 16, 16, 1]), 1024
                      points, u_xx + u_yy in the loss) against qkan exact; runs alone
+                     (--preact-trainable: the model's encodings are trained too)
   L1, LD             a QKAN-LSTM recurrence's forward+backward, fused and per-step loop, beside
                      nn.LSTM: L1 batch 64, window 4, hidden 16; LD the demo's batch 2, hidden 5;
                      run alone (together)
