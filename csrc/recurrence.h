@@ -16,7 +16,8 @@
 #include <cstdint>
 
 #include "core_types.h"
-#include "params.h"  // Device
+#include "daruan.h"  // theta_rows, theta_cols
+#include "params.h"  // CircuitParams, Device
 
 namespace qkan_fast {
 
@@ -90,6 +91,30 @@ struct RecurrenceParams {
   int device = 0;
   std::uintptr_t stream = 0;
 };
+
+// Sizes of one call, shared by the CPU and CUDA schedules. The gate layer maps u [B, Ig] to
+// y [B, Og]: u = z and y = the gates (Ig = I = d + H, Og = G = 4H), or between the HQKAN's Linear
+// maps (Ig = a, Og = b). E edges, K theta entries per edge.
+struct RecurrenceSizes {
+  int64_t L, B, d, H, I, G, Ig, Og, E, K;
+  bool hqkan;
+  explicit RecurrenceSizes(const RecurrenceParams& p)
+      : L(p.steps), B(p.batch), d(p.input_size), H(p.hidden), I(p.input_size + p.hidden), G(4 * p.hidden),
+        Ig(p.latent_in ? p.latent_in : I), Og(p.latent_in ? p.latent_out : G), E(Ig * Og),
+        K(theta_rows(p.ansatz, p.reps) * theta_cols(p.ansatz)), hqkan(p.latent_in > 0) {}
+  int64_t coef_size(const RecurrenceParams& p) const { return E * p.nq * (2 * p.reps + 1); }
+};
+
+// The circuit gate layer of one step as the circuit engine's params (both devices; the caller sets
+// x and the output or gradient pointers).
+inline CircuitParams circuit_gate_params(const RecurrenceParams& p, const RecurrenceSizes& s) {
+  CircuitParams c;
+  c.batch = s.B; c.in_dim = s.Ig; c.out_dim = s.Og; c.reps = p.reps;
+  c.ansatz = p.ansatz; c.dtype = p.dtype; c.fast_measure = p.fast_measure; c.encode = p.encode;
+  c.theta = p.theta; c.pre_w = p.pre_w; c.pre_b = p.pre_b; c.weight = p.weight;
+  c.num_threads = p.num_threads; c.device = p.device; c.stream = p.stream;
+  return c;
+}
 
 enum class RecurrenceOp : int { kForward, kBackward };
 // Throws std::invalid_argument for what the entry point does not handle (checks.cpp).

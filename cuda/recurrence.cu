@@ -170,25 +170,9 @@ template <class T> struct Scratch {
   }
 };
 
-struct Sizes {
-  int64_t L, B, d, H, I, G, Ig, Og, E, K;
-  bool hqkan;
-  explicit Sizes(const RecurrenceParams& p)
-      : L(p.steps), B(p.batch), d(p.input_size), H(p.hidden), I(p.input_size + p.hidden), G(4 * p.hidden),
-        Ig(p.latent_in ? p.latent_in : I), Og(p.latent_in ? p.latent_out : G), E(Ig * Og),
-        K(theta_rows(p.ansatz, p.reps) * theta_cols(p.ansatz)), hqkan(p.latent_in > 0) {}
-};
+using Sizes = RecurrenceSizes;
 
 template <class T> const T* cp(const void* v) { return static_cast<const T*>(v); }
-
-CircuitParams gate_params(const RecurrenceParams& p, const Sizes& s) {
-  CircuitParams c;
-  c.batch = s.B; c.in_dim = s.Ig; c.out_dim = s.Og; c.reps = p.reps;
-  c.ansatz = p.ansatz; c.dtype = p.dtype; c.fast_measure = p.fast_measure; c.encode = p.encode;
-  c.theta = p.theta; c.pre_w = p.pre_w; c.pre_b = p.pre_b; c.weight = p.weight;
-  c.device = p.device; c.stream = p.stream;
-  return c;
-}
 
 template <class T>
 void forward_cuda(const RecurrenceParams& p) {
@@ -200,7 +184,7 @@ void forward_cuda(const RecurrenceParams& p) {
   T* a = mem.take(s.B * s.G);
   T* h_seq = static_cast<T*>(p.h_seq);
   T* c_seq = static_cast<T*>(p.c_seq);
-  CircuitParams c = gate_params(p, s);
+  CircuitParams c = circuit_gate_params(p, s);
   for (int64_t t = 0; t < s.L; ++t) {
     const T* h_prev = t ? h_seq + (t - 1) * s.B * s.H : cp<T>(p.h0);
     const T* c_prev = t ? c_seq + (t - 1) * s.B * s.H : cp<T>(p.c0);
@@ -267,7 +251,7 @@ void backward_cuda(const RecurrenceParams& p) {
 
   const T* h_seq = cp<T>(p.h_seq);
   const T* c_seq = cp<T>(p.c_seq);
-  CircuitParams c = gate_params(p, s);
+  CircuitParams c = circuit_gate_params(p, s);
   for (int64_t t = s.L - 1; t >= 0; --t) {
     const T* h_prev = t ? h_seq + (t - 1) * s.B * s.H : cp<T>(p.h0);
     const T* c_prev = t ? c_seq + (t - 1) * s.B * s.H : cp<T>(p.c0);

@@ -34,27 +34,11 @@ namespace {
 // entry point has its own rule, circuit_kernels.h kWorkPerThread.)
 constexpr int64_t kSpectralWorkPerThread = 256 * 1024;
 
-// Sizes of one call. The gate layer maps u [B, Ig] to y [B, Og]: u = z and y = the gates
-// (Ig = I = d + H, Og = G = 4H), or between the HQKAN's Linear maps (Ig = a, Og = b).
-template <class T> struct Layout {
-  int64_t L, B, d, H, I, G, Ig, Og;
-  bool hqkan;
-  explicit Layout(const RecurrenceParams& p)
-      : L(p.steps), B(p.batch), d(p.input_size), H(p.hidden), I(p.input_size + p.hidden), G(4 * p.hidden),
-        Ig(p.latent_in ? p.latent_in : I), Og(p.latent_in ? p.latent_out : G), hqkan(p.latent_in > 0) {}
-};
-
-int64_t gate_edges(const RecurrenceParams& p) {
-  return p.latent_in ? p.latent_in * p.latent_out : 4 * p.hidden * (p.input_size + p.hidden);
-}
-int64_t theta_size(const RecurrenceParams& p) {
-  return gate_edges(p) * theta_rows(p.ansatz, p.reps) * theta_cols(p.ansatz);
-}
-int64_t coef_size(const RecurrenceParams& p) { return gate_edges(p) * p.nq * (2 * p.reps + 1); }
+using Layout = RecurrenceSizes;
 
 // z = [x_t, h_prev] for the B samples of one step: [B, I].
 template <class T>
-void make_z(const Layout<T>& s, const T* x_t, const T* h_prev, T* z) {
+void make_z(const Layout& s, const T* x_t, const T* h_prev, T* z) {
   for (int64_t b = 0; b < s.B; ++b) {
     std::copy(x_t + b * s.d, x_t + (b + 1) * s.d, z + b * s.I);
     std::copy(h_prev + b * s.H, h_prev + (b + 1) * s.H, z + b * s.I + s.d);
@@ -102,7 +86,8 @@ template <class T>
 std::vector<Rot<T>> folded_theta(const RecurrenceParams& p) {
   std::vector<Rot<T>> rot;
   if (p.engine != GateEngine::kCircuit) return rot;
-  const int64_t n = theta_size(p);
+  const Layout s(p);
+  const int64_t n = s.E * s.K;
   const int P = theta_cols(p.ansatz);
   const T* theta = static_cast<const T*>(p.theta);
   rot.resize(n);
@@ -113,26 +98,30 @@ std::vector<Rot<T>> folded_theta(const RecurrenceParams& p) {
   return rot;
 }
 
-int spectral_threads(const RecurrenceParams& p, int64_t work) {
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.num_threads, work / kSpectralWorkPerThread)));
+// The spectral gate layer of one step as the fused kernel's params, on as many threads as its work
+// (`passes` times the forward's) keeps busy.
+SpectralLayerParams spectral_gate_params(const RecurrenceParams& p, const Layout& s, int passes) {
+  SpectralLayerParams f;
+  f.batch = s.B; f.in_dim = s.Ig; f.out_dim = s.Og; f.reps = p.reps; f.px = p.px; f.dtype = p.dtype; f.nq = p.nq;
+  f.coef = p.coef; f.weight = p.weight;
+  const int64_t work = passes * s.B * s.E * p.nq * (2 * p.reps + 1);
+  f.num_threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.num_threads, work / kSpectralWorkPerThread)));
+  return f;
 }
 
 // The gate layer's DARUAN part for one step: y[b, o] = sum_i weight[o,i] phi_oi(u[b,i]).
 template <class T>
-void gate_forward(const RecurrenceParams& p, const Layout<T>& s, const std::vector<Rot<T>>& rot, const T* u, T* y) {
+void gate_forward(const RecurrenceParams& p, const Layout& s, const std::vector<Rot<T>>& rot, const T* u, T* y) {
   if (p.engine == GateEngine::kCircuit) {
-    CircuitParams c;
-    c.batch = s.B; c.in_dim = s.Ig; c.out_dim = s.Og; c.reps = p.reps;
-    c.ansatz = p.ansatz; c.dtype = p.dtype; c.fast_measure = p.fast_measure; c.encode = p.encode;
-    c.x = u; c.theta = p.theta; c.theta_rot = rot.data(); c.pre_w = p.pre_w; c.pre_b = p.pre_b;
-    c.weight = p.weight; c.y = y;
-    c.num_threads = p.num_threads;
+    CircuitParams c = circuit_gate_params(p, s);
+    c.theta_rot = rot.data();
+    c.x = u;
+    c.y = y;
     circuit_forward_cpu(c);
   } else {
-    SpectralLayerParams f;
-    f.batch = s.B; f.in_dim = s.Ig; f.out_dim = s.Og; f.reps = p.reps; f.px = p.px; f.dtype = p.dtype; f.nq = p.nq;
-    f.x = u; f.coef = p.coef; f.weight = p.weight; f.y = y;
-    f.num_threads = spectral_threads(p, s.B * s.Ig * s.Og * p.nq * (2 * p.reps + 1));
+    SpectralLayerParams f = spectral_gate_params(p, s, 1);
+    f.x = u;
+    f.y = y;
     spectral_fused_forward_cpu(f);
   }
 }
@@ -142,13 +131,12 @@ void gate_forward(const RecurrenceParams& p, const Layout<T>& s, const std::vect
 template <class T>
 struct GateGrads {
   std::vector<T> theta, pre_w, pre_b, coef, weight;
-  explicit GateGrads(const RecurrenceParams& p) {
-    const int64_t E = gate_edges(p);
-    if (p.grad_theta) theta.resize(theta_size(p));
-    if (p.grad_pre_w) pre_w.resize(E * p.reps);
-    if (p.grad_pre_b) pre_b.resize(E * p.reps);
-    if (p.grad_coef) coef.resize(coef_size(p));
-    if (p.grad_weight) weight.resize(E);
+  GateGrads(const RecurrenceParams& p, const Layout& s) {
+    if (p.grad_theta) theta.resize(s.E * s.K);
+    if (p.grad_pre_w) pre_w.resize(s.E * p.reps);
+    if (p.grad_pre_b) pre_b.resize(s.E * p.reps);
+    if (p.grad_coef) coef.resize(s.coef_size(p));
+    if (p.grad_weight) weight.resize(s.E);
   }
 };
 
@@ -164,27 +152,24 @@ template <class T> T* data_or_null(std::vector<T>& v) { return v.empty() ? nullp
 // The gate layer's backward for one step from dy [B, Og]: writes du [B, Ig], adds the step's
 // parameter gradients to the outputs that were asked for.
 template <class T>
-void gate_backward(const RecurrenceParams& p, const Layout<T>& s, const std::vector<Rot<T>>& rot, const T* u,
+void gate_backward(const RecurrenceParams& p, const Layout& s, const std::vector<Rot<T>>& rot, const T* u,
                    const T* dy, T* du, GateGrads<T>& g) {
   if (p.engine == GateEngine::kCircuit) {
-    CircuitParams c;
-    c.batch = s.B; c.in_dim = s.Ig; c.out_dim = s.Og; c.reps = p.reps;
-    c.ansatz = p.ansatz; c.dtype = p.dtype; c.fast_measure = p.fast_measure; c.encode = p.encode;
-    c.x = u; c.theta = p.theta; c.theta_rot = rot.data(); c.pre_w = p.pre_w; c.pre_b = p.pre_b;
-    c.weight = p.weight; c.grad_y = dy; c.grad_x = du;
+    CircuitParams c = circuit_gate_params(p, s);
+    c.theta_rot = rot.data();
+    c.x = u;
+    c.grad_y = dy;
+    c.grad_x = du;
     c.grad_theta = data_or_null(g.theta); c.grad_pre_w = data_or_null(g.pre_w);
     c.grad_pre_b = data_or_null(g.pre_b); c.grad_weight = data_or_null(g.weight);
-    c.num_threads = p.num_threads;
     circuit_backward_cpu(c);
     if (p.grad_theta) add_to(p.grad_theta, g.theta);
     if (p.grad_pre_w) add_to(p.grad_pre_w, g.pre_w);
     if (p.grad_pre_b) add_to(p.grad_pre_b, g.pre_b);
   } else {
-    SpectralLayerParams f;
-    f.batch = s.B; f.in_dim = s.Ig; f.out_dim = s.Og; f.reps = p.reps; f.px = p.px; f.dtype = p.dtype; f.nq = p.nq;
-    f.x = u; f.coef = p.coef; f.weight = p.weight;
+    SpectralLayerParams f = spectral_gate_params(p, s, 3);  // the backward does about 3x the forward's work
+    f.x = u;
     f.grad_y = dy; f.grad_x = du; f.grad_coef = data_or_null(g.coef); f.grad_weight = data_or_null(g.weight);
-    f.num_threads = spectral_threads(p, 3 * s.B * s.Ig * s.Og * p.nq * (2 * p.reps + 1));
     spectral_fused_backward_cpu(f);
     if (p.grad_coef) add_to(p.grad_coef, g.coef);
   }
@@ -194,7 +179,7 @@ void gate_backward(const RecurrenceParams& p, const Layout<T>& s, const std::vec
 // The base branch's weight transposed to [Ig][Og] once per call, so that every product with it runs
 // along the gate layer's outputs (contiguous): empty without a base branch.
 template <class T>
-std::vector<T> transposed_base(const RecurrenceParams& p, const Layout<T>& s) {
+std::vector<T> transposed_base(const RecurrenceParams& p, const Layout& s) {
   std::vector<T> wt;
   const T* bw = static_cast<const T*>(p.base_weight);
   if (!bw) return wt;
@@ -206,7 +191,7 @@ std::vector<T> transposed_base(const RecurrenceParams& p, const Layout<T>& s) {
 
 // y[b, o] += bias[o] + sum_i base_weight[o,i] silu(u[b,i])
 template <class T>
-void add_base_and_bias(const RecurrenceParams& p, const Layout<T>& s, const std::vector<T>& wt, const T* u, T* y) {
+void add_base_and_bias(const RecurrenceParams& p, const Layout& s, const std::vector<T>& wt, const T* u, T* y) {
   const T* bias = static_cast<const T*>(p.bias);
   const int64_t O = s.Og;
   for (int64_t b = 0; b < s.B; ++b) {
@@ -227,7 +212,7 @@ void add_base_and_bias(const RecurrenceParams& p, const Layout<T>& s, const std:
 // Backward of the base branch and the bias for one step, from dy [B, Og]: adds to du [B, Ig] and to
 // the base weight's and bias's gradients ([Ig][Og] transposed, and [Og]).
 template <class T>
-void base_and_bias_backward(const Layout<T>& s, const std::vector<T>& wt, const T* u, const T* dy, T* du, T* gwt,
+void base_and_bias_backward(const Layout& s, const std::vector<T>& wt, const T* u, const T* dy, T* du, T* gwt,
                             T* gbias) {
   const int64_t O = s.Og;
   for (int64_t b = 0; b < s.B; ++b) {
@@ -286,13 +271,13 @@ template <class T> const T* cptr(const void* v) { return static_cast<const T*>(v
 
 template <class T>
 void forward_typed(const RecurrenceParams& p) {
-  const Layout<T> s(p);
+  const Layout s(p);
   const T* x = cptr<T>(p.x);
   T* h_seq = static_cast<T*>(p.h_seq);
   T* c_seq = static_cast<T*>(p.c_seq);
   T* gates = static_cast<T*>(p.gates);
   T* latent = static_cast<T*>(p.latent);
-  const std::vector<T> wt = transposed_base(p, s);
+  const std::vector<T> wt = transposed_base<T>(p, s);
   const std::vector<Rot<T>> rot = folded_theta<T>(p);
   // z [B, I] -> u [B, Ig] -> y [B, Og] -> a [B, G]; without the HQKAN's maps u is z and y is a
   std::vector<T> z(s.B * s.I), u(s.hqkan ? s.B * s.Ig : 0), a(s.B * s.G);
@@ -320,7 +305,7 @@ void forward_typed(const RecurrenceParams& p) {
 
 template <class T>
 void backward_typed(const RecurrenceParams& p) {
-  const Layout<T> s(p);
+  const Layout s(p);
   const T* x = cptr<T>(p.x);
   const T* h_seq = cptr<T>(p.h_seq);
   const T* c_seq = cptr<T>(p.c_seq);
@@ -336,14 +321,14 @@ void backward_typed(const RecurrenceParams& p) {
   T* g_up_b = static_cast<T*>(p.grad_up_bias);
 
   // the parameter gradients are sums over steps
-  const int64_t E = gate_edges(p);
+  const int64_t E = s.E;
   auto zero = [](void* ptr, int64_t n) {
     if (ptr) std::memset(ptr, 0, sizeof(T) * n);
   };
-  zero(p.grad_theta, theta_size(p));
+  zero(p.grad_theta, E * s.K);
   zero(p.grad_pre_w, E * p.reps);
   zero(p.grad_pre_b, E * p.reps);
-  zero(p.grad_coef, coef_size(p));
+  zero(p.grad_coef, s.coef_size(p));
   zero(p.grad_weight, E);
   zero(gbias, s.Og);
   zero(g_down_w, s.Ig * s.I);
@@ -351,8 +336,8 @@ void backward_typed(const RecurrenceParams& p) {
   zero(g_up_w, s.G * s.Og);
   zero(g_up_b, s.G);
 
-  GateGrads<T> step_grads(p);
-  const std::vector<T> wt = transposed_base(p, s);
+  GateGrads<T> step_grads(p, s);
+  const std::vector<T> wt = transposed_base<T>(p, s);
   const std::vector<Rot<T>> rot = folded_theta<T>(p);
   std::vector<T> gwt(gbw ? s.Ig * s.Og : 0, T(0));  // base weight gradient, [Ig][Og] as wt
   std::vector<T> z(s.B * s.I), da(s.B * s.G), dz(s.B * s.I);

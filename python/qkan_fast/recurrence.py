@@ -29,6 +29,7 @@ from . import _C, circuit, higher_order, spectral
 from .common import ANSATZ_CODES, check_px_domain, check_tensor, expand_group, uses_encoding
 
 _DTYPE_CODES = {torch.float32: _C.DType.float32, torch.float64: _C.DType.float64}
+_CUDA_BUILT = bool(_C.build_info()["cuda"])  # read once: unsupported_reason runs every forward
 
 
 def _ptr(t: Optional[Tensor]) -> int:
@@ -203,7 +204,7 @@ def unsupported_reason(gates, x: Tensor) -> Optional[str]:
     if layer is None:
         return "the gate map is neither a QKANLayer nor an HQKAN with one latent layer and no norm_out"
     if x.device.type == "cuda":
-        if not _C.build_info()["cuda"]:
+        if not _CUDA_BUILT:
             return "qkan_fast was built without CUDA"
     elif x.device.type != "cpu":
         return f"no fused recurrence on {x.device.type}"
