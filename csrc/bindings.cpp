@@ -12,6 +12,7 @@
 #include "bind_util.h"
 #include "core_types.h"
 #include "cpu/isa.h"
+#include "daruan_jet.h"
 #include "params.h"
 #include "recurrence.h"
 
@@ -136,6 +137,7 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("dtype", &CircuitParams::dtype)
       .def_readwrite("fast_measure", &CircuitParams::fast_measure)
       .def_readwrite("encode", &CircuitParams::encode)
+      .def_readwrite("order", &CircuitParams::order)
       .def_readwrite("num_threads", &CircuitParams::num_threads)
       .def_readwrite("device", &CircuitParams::device)
       .def_readwrite("stream", &CircuitParams::stream);
@@ -153,12 +155,19 @@ PYBIND11_MODULE(_C, m) {
   bind_pointer(cls, "grad_pre_w", &CircuitParams::grad_pre_w);
   bind_pointer(cls, "grad_pre_b", &CircuitParams::grad_pre_b);
   bind_pointer(cls, "grad_weight", &CircuitParams::grad_weight);
+  bind_pointer(cls, "scale", &CircuitParams::scale);
+  bind_pointer(cls, "grad_scale", &CircuitParams::grad_scale);
 
   m.def("circuit_forward_cpu", &release_gil<CircuitParams, circuit_forward_cpu>,
         "y[b,o] = sum_i weight[o,i] * phi_oi(x[b,i])");
   m.def("circuit_postacts_cpu", &release_gil<CircuitParams, circuit_postacts_cpu>, "phi (B, O, I)");
   m.def("circuit_backward_cpu", &release_gil<CircuitParams, circuit_backward_cpu>,
         "gradients of y (or of postacts) by adjoint recomputation");
+  m.def("circuit_jet_forward_cpu", &release_gil<CircuitParams, circuit_jet_forward_cpu>,
+        "y[b,o] = sum_i weight[o,i] * scale[b,i] * phi_oi^(order)(x[b,i]) (Taylor mode in x)");
+  m.def("circuit_jet_backward_cpu", &release_gil<CircuitParams, circuit_jet_backward_cpu>,
+        "gradients of the jet forward (x from phi^(order+1), scale, weight, parameters)");
+  m.def("jet_max_order", []() { return qkan_fast::kMaxJetOrder; }, "highest x-derivative of the jet kernels");
   m.def("circuit_forward_cuda", QKF_CUDA_CALL(CircuitParams, circuit_forward_cuda));
   m.def("circuit_postacts_cuda", QKF_CUDA_CALL(CircuitParams, circuit_postacts_cuda));
   m.def("circuit_backward_cuda", QKF_CUDA_CALL(CircuitParams, circuit_backward_cuda));

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cpu/spectral.h"
+#include "daruan_jet.h"
 #include "params.h"
 #include "recurrence.h"
 
@@ -53,9 +54,11 @@ void need(const char* entry, const void* ptr, const char* name) {
 
 void check_circuit(const CircuitParams& p, CircuitOp op, Device device) {
   const bool cuda = device == Device::kCuda;
-  const char* entry = op == CircuitOp::kForward    ? (cuda ? "circuit_forward_cuda" : "circuit_forward_cpu")
-                      : op == CircuitOp::kPostacts ? (cuda ? "circuit_postacts_cuda" : "circuit_postacts_cpu")
-                                                   : (cuda ? "circuit_backward_cuda" : "circuit_backward_cpu");
+  const char* entry = op == CircuitOp::kForward       ? (cuda ? "circuit_forward_cuda" : "circuit_forward_cpu")
+                      : op == CircuitOp::kPostacts    ? (cuda ? "circuit_postacts_cuda" : "circuit_postacts_cpu")
+                      : op == CircuitOp::kBackward    ? (cuda ? "circuit_backward_cuda" : "circuit_backward_cpu")
+                      : op == CircuitOp::kJetForward  ? "circuit_jet_forward_cpu"
+                                                      : "circuit_jet_backward_cpu";
   check_dtype(entry, p.dtype, cuda);
   check_ansatz(entry, p.ansatz);
   check_reps(entry, p.reps);
@@ -84,6 +87,20 @@ void check_circuit(const CircuitParams& p, CircuitOp op, Device device) {
       if (p.grad_postacts && p.grad_weight)
         fail(entry, "grad_weight is defined for grad_y only, not for grad_postacts");
       break;
+    case CircuitOp::kJetForward:
+    case CircuitOp::kJetBackward: {
+      const bool fwd = op == CircuitOp::kJetForward;
+      // the backward's x-gradient is phi^(order+1): one order more in the Taylor coefficients
+      const int top = fwd || !p.grad_x ? kMaxJetOrder : kMaxJetOrder - 1;
+      if (p.order < 0 || p.order > top)
+        fail(entry, "order must be in [0, " + std::to_string(top) + "]" + (fwd || !p.grad_x ? "" : " with grad_x") +
+                        ", got " + std::to_string(p.order));
+      need(entry, p.weight, "weight");
+      if (fwd) need(entry, p.y, "y");
+      else need(entry, p.grad_y, "grad_y");
+      if (p.theta_rot) fail(entry, "theta_rot is not read by the jet kernels; pass theta");
+      break;
+    }
   }
   if (cuda && p.theta_rot) fail(entry, "theta_rot is a CPU option; pass theta");
   if (cuda) {

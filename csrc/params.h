@@ -30,6 +30,10 @@ struct CircuitParams {
   const void* pre_w = nullptr;   // [O, I, R]   (encode only)
   const void* pre_b = nullptr;   // [O, I, R]   (encode only)
   const void* weight = nullptr;  // [O, I]      postact weight * mask (forward / backward of y)
+  // jet entry points only (cpu/jet.cpp): the x-derivative of phi they compute, and an optional
+  // per-(b, i) factor on every edge's term (null: 1)
+  int order = 0;
+  const void* scale = nullptr;  // [B, I]
 
   // forward outputs
   void* y = nullptr;         // [B, O]      y[b,o] = sum_i weight[o,i] * phi_oi(x[b,i])
@@ -43,6 +47,7 @@ struct CircuitParams {
   void* grad_pre_w = nullptr;           // [O, I, R]     null when not needed
   void* grad_pre_b = nullptr;           // [O, I, R]     null when not needed
   void* grad_weight = nullptr;          // [O, I]  sum_b grad_y[b,o] * phi; null when not needed
+  void* grad_scale = nullptr;           // [B, I]  jet backward only; null when not needed
 
   // CPU schedule
   int num_threads = 1;
@@ -52,7 +57,7 @@ struct CircuitParams {
 };
 
 // Which entry point a CircuitParams is checked for (checks.cpp).
-enum class CircuitOp : int { kForward, kPostacts, kBackward };
+enum class CircuitOp : int { kForward, kPostacts, kBackward, kJetForward, kJetBackward };
 enum class Device : int { kCpu, kCuda };
 
 // Throws std::invalid_argument (Python: ValueError) for a code, size or pointer that the entry
@@ -63,6 +68,12 @@ void check_circuit(const CircuitParams& p, CircuitOp op, Device device);
 void circuit_forward_cpu(const CircuitParams& p);
 void circuit_postacts_cpu(const CircuitParams& p);
 void circuit_backward_cpu(const CircuitParams& p);
+
+// CPU jet entry points (csrc/cpu/jet.cpp), Taylor mode in x for higher derivatives:
+// forward y[b,o] = sum_i weight[o,i] * scale[b,i] * phi_oi^(order)(x[b,i]), and its backward
+// (grad_x from phi^(order+1), grad_scale, grad_weight and the parameter gradients of phi^(order)).
+void circuit_jet_forward_cpu(const CircuitParams& p);
+void circuit_jet_backward_cpu(const CircuitParams& p);
 
 // CUDA entry points (cuda/*.cu), compiled only with QKAN_FAST_CUDA
 void circuit_forward_cuda(const CircuitParams& p);

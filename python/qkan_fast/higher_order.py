@@ -32,7 +32,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-from . import circuit, reference, spectral
+from . import circuit, jets, reference, spectral
 from .common import ANSATZE, expand_group
 
 # --------------------------------------------------------------------------------------------
@@ -141,15 +141,17 @@ def _apply_turn(m: Tensor, r: tuple) -> tuple:
 
 def bloch_circuit(x: Tensor, theta: Tensor, pre_w: Optional[Tensor], pre_b: Optional[Tensor], *, ansatz: str,
                   reps: int, encode: bool) -> Tensor:
-    """Z = |alpha|^2 - |beta|^2 [B, O, I] of every edge (O = 1 for grouped parameters), from x [B, I],
-    theta [O, I, Rt, P] or [g, Rt, P] and, with encode, the angles e_l = pre_w * x + pre_b."""
-    in_dim = x.shape[1]
+    """Z = |alpha|^2 - |beta|^2 [B, O, I] of every edge (O = 1 for grouped parameters), from x [B, I]
+    (or one value per edge, [B, O, I]), theta [O, I, Rt, P] or [g, Rt, P] and, with encode, the
+    angles e_l = pre_w * x + pre_b."""
+    in_dim = x.shape[-1]
     theta = expand_group(theta, in_dim, 4)  # [O or 1, I, Rt, P]
+    xe = x[:, None, :] if x.dim() == 2 else x  # [B, 1 or O, I]
     if encode:
         w, b = expand_group(pre_w, in_dim, 3), expand_group(pre_b, in_dim, 3)  # [O or 1, I, R]
-        angle = lambda l: w[..., l] * x[:, None, :] + b[..., l]  # noqa: E731  [B, O, I]
+        angle = lambda l: w[..., l] * xe + b[..., l]  # noqa: E731  [B, O, I]
     else:
-        angle = lambda l: x[:, None, :]  # noqa: E731  [B, 1, I]
+        angle = lambda l: xe  # noqa: E731  [B, 1 or O, I]
     data_axis = {"pz": "z", "rpz": "z", "px": "x", "real": "y", "mix": "y"}[ansatz]
     one = torch.ones_like(theta[..., 0, 0])
     r = (one, torch.zeros_like(one), torch.zeros_like(one))  # |+>
@@ -173,6 +175,17 @@ def bloch_circuit(x: Tensor, theta: Tensor, pre_w: Optional[Tensor], pre_b: Opti
     if m is None:
         return r[2]
     return m[..., 2, 0] * r[0] + m[..., 2, 1] * r[1] + m[..., 2, 2] * r[2]
+
+
+def edge_derivative(x: Tensor, theta: Tensor, pre_w: Tensor, pre_b: Tensor, *, ansatz: str, reps: int, fast: bool,
+                    encode: bool, order: int) -> Tensor:
+    """d^order phi / dx^order [B, O, I] of per-edge parameters (bloch_circuit), differentiable to any
+    order: phi of each edge's own copy of x, differentiated `order` times with the graph kept."""
+    xe = x[:, None, :].expand(-1, theta.shape[0], -1)  # [B, O, I]: each edge's derivative apart
+    phi = _measure(bloch_circuit(xe, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, encode=encode), fast)
+    for _ in range(order):
+        (phi,) = torch.autograd.grad(phi.sum(), xe, create_graph=True)
+    return phi
 
 
 def _spectral_form_applies(x: Tensor, ansatz: str, encode: bool, pre_w: Tensor, need_pre_w: bool) -> bool:
@@ -272,6 +285,17 @@ def _circuit_backward_setup(ctx, inputs, output):
 def _circuit_backward_backward(ctx, *bars):
     grad, x, theta, pre_w, pre_b, weight = ctx.saved_tensors
     ansatz, reps, fast, encode, needs = ctx.config
+    b_x, b_theta, b_w, b_b, b_weight = [_bar(b) for b in bars]
+    if not encode:
+        b_w = b_b = None  # the circuit reads neither pre_w nor pre_b: their gradients are constant zeros
+    jet_bars = [b_x, None, b_theta, b_w, b_b, b_weight]  # the jet ops' order: x, scale, theta, pre_w, pre_b, weight
+    if weight is not None and jets.kernels_reach(x, 0, jet_bars):
+        # Taylor mode in x on the jet kernels (jets.py): order 0 of circuit_jet is this layer
+        wanted = list(ctx.needs_input_grad[:6])
+        g = jets.derivative_of_backward(grad, x, None, theta, pre_w, pre_b, weight, jet_bars, wanted[:2] + [False] +
+                                        wanted[2:], ansatz=ANSATZE.index(ansatz), reps=reps, fast_measure=fast,
+                                        encode=encode, order=0)
+        return (g[0], g[1], *g[3:], None, None, None, None, None)
     kw = dict(ansatz=ansatz, reps=reps, fast=fast, encode=encode, need_pre_w=needs[2])
 
     def f(x, theta, pre_w, pre_b, weight):
@@ -280,11 +304,28 @@ def _circuit_backward_backward(ctx, *bars):
 
     # without encodings the circuit reads neither pre_w nor pre_b: no derivative to give them
     primals = [x, theta, pre_w if encode else None, pre_b if encode else None, weight]
-    g_grad, *g = _derivative_of_vjp(f, primals, [grad], [_bar(b) for b in bars], _node_cache(ctx))
+    g_grad, *g = _derivative_of_vjp(f, primals, [grad], [b_x, b_theta, b_w, b_b, b_weight], _node_cache(ctx))
     return (g_grad, *g, None, None, None, None, None)
 
 
 circuit.circuit_backward.register_autograd(_circuit_backward_backward, setup_context=_circuit_backward_setup)
+
+
+def jet_backward_torch_form(grad, x, scale, theta, pre_w, pre_b, weight, bars, *, ansatz: int, reps: int,
+                            fast_measure: bool, encode: bool, order: int) -> list:
+    """The derivative of jets.circuit_jet_backward where the jet kernels do not reach (cotangents on
+    parameter gradients, orders beyond them): gradients with respect to (grad, x, scale, theta,
+    pre_w, pre_b, weight) by the torch form of its forward, as the circuit engine's fallback above."""
+    kw = dict(ansatz=ANSATZE[ansatz], reps=reps, fast=fast_measure, encode=encode, order=order)
+
+    def f(x, scale, theta, pre_w, pre_b, weight):
+        d = edge_derivative(x, theta, pre_w, pre_b, **kw)  # [B, O, I]
+        if scale is not None:
+            d = d * scale[:, None, :]
+        return (torch.einsum("boi,oi->bo", d, weight),)
+
+    primals = [x, scale, theta, pre_w if encode else None, pre_b if encode else None, weight]
+    return _derivative_of_vjp(f, primals, [grad], bars)
 
 
 # --------------------------------------------------------------------------------------------
