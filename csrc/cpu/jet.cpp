@@ -89,7 +89,9 @@ template <class T> void flip(BlochJet<T>& r, int len, int n, int ax) {
 
 // The data gate of repetition l over a chunk x[0..n): delta(t) = a(w (x + t) + b), a the identity
 // or (px) arccos; C, S from cos' = -sin * delta', sin' = cos * delta', coefficient by coefficient.
-template <class T> void data_jet(const T* x, int n, int len, bool px, T w, T b, DataJet<T>& d) {
+// trig [2][kChunk]: cos and sin of delta_0, written when `fresh`, else read (the adjoint sweep
+// reuses the forward's: the sine and cosine calls are most of a gate's cost).
+template <class T> void data_jet(const T* x, int n, int len, bool px, T w, T b, DataJet<T>& d, T* trig, bool fresh) {
   for (int j = 0; j < n; ++j) {
     const T e = w * x[j] + b;
     if (px) {
@@ -105,7 +107,9 @@ template <class T> void data_jet(const T* x, int n, int len, bool px, T w, T b, 
       d.delta[0][j] = e;
       for (int k = 1; k < len; ++k) d.delta[k][j] = k == 1 ? w : T(0);
     }
-    qkf_sincos(d.delta[0][j], &d.S[0][j], &d.C[0][j]);
+    if (fresh) qkf_sincos(d.delta[0][j], &trig[kChunk + j], &trig[j]);
+    d.C[0][j] = trig[j];
+    d.S[0][j] = trig[kChunk + j];
   }
   for (int k = 1; k < len; ++k) {
     const T inv_k = T(1) / T(k);
@@ -189,6 +193,7 @@ void data_gradient(const BlochJet<T>& lam, const BlochJet<T>& r, int len, int n,
 // Per-thread work space of one edge and chunk.
 template <class T> struct JetWork {
   Edge<T> edge;
+  std::vector<T> trig;  // [R][2][kChunk]: cos, sin of each data gate's angle (data_jet)
   BlochJet<T> r, lam;
   DataJet<T> data;
   T gdelta[kJetLen][kChunk];
@@ -205,6 +210,7 @@ template <class T> void forward_chunk(const Shape& sh, JetWork<T>& wk, const T* 
   for (int c = 0; c < 3; ++c)
     for (int k = 0; k < len; ++k) std::fill(r.v[c][k], r.v[c][k] + n, T(c == 0 && k == 0 ? 1 : 0));
   JetGate g[4];
+  wk.trig.resize(static_cast<size_t>(sh.reps) * 2 * kChunk);
   for (int l = 0; l <= sh.reps; ++l) {
     const bool final = l == sh.reps;
     const int count = jet_gates(sh.ansatz, final, g);
@@ -216,7 +222,7 @@ template <class T> void forward_chunk(const Shape& sh, JetWork<T>& wk, const T* 
         flip(r, len, n, g[t].axis);
       } else {
         const T w = sh.encode ? wk.edge.w[l] : T(1), b = sh.encode ? wk.edge.b[l] : T(0);
-        data_jet(x, n, len, sh.px, w, b, wk.data);
+        data_jet(x, n, len, sh.px, w, b, wk.data, &wk.trig[static_cast<size_t>(l) * 2 * kChunk], true);
         apply_data(r, len, n, g[t].axis, wk.data, T(1));
       }
     }
@@ -224,7 +230,7 @@ template <class T> void forward_chunk(const Shape& sh, JetWork<T>& wk, const T* 
 }
 
 // The adjoint sweep over a chunk, from r (the final state) and lam (the seed on Z) back to the start,
-// both of len coefficients; adds the chunk's parameter gradients into gtheta [Rt * P], gw and gb [R].
+// both of len coefficients, after forward_chunk on the same chunk; adds the chunk's parameter gradients into gtheta [Rt * P], gw and gb [R].
 template <class T>
 void adjoint_chunk(const Shape& sh, JetWork<T>& wk, const T* x, int n, int len, T* gtheta, T* gw, T* gb) {
   BlochJet<T>&r = wk.r, &lam = wk.lam;
@@ -244,7 +250,7 @@ void adjoint_chunk(const Shape& sh, JetWork<T>& wk, const T* x, int n, int len, 
         flip(lam, len, n, ax);
       } else {
         const T w = sh.encode ? wk.edge.w[l] : T(1), b = sh.encode ? wk.edge.b[l] : T(0);
-        data_jet(x, n, len, sh.px, w, b, wk.data);
+        data_jet(x, n, len, sh.px, w, b, wk.data, &wk.trig[static_cast<size_t>(l) * 2 * kChunk], false);
         if (sh.encode) {
           data_gradient(lam, r, len, n, ax, wk.gdelta);
           T sw = T(0), sb = T(0);
