@@ -79,63 +79,73 @@ template <class T> QKF_HD void arccos_derivatives(T e, int count, T* d) {
   }
 }
 
-// f_j = f^(j)(z) / j!, j < count (count <= kJetLen + 1), of the fast measure f(z) = sqrt(u) - sqrt(v),
-// u = (1 + z) / 2 = |alpha|^2, v = (1 - z) / 2 = |beta|^2: f_j = C(1/2, j) (sqrt(u) (1/(2u))^j -
-// sqrt(v) (-1/(2v))^j). As in daruan.h's measure: z is clamped to [-1, 1] (its derivatives pass
-// straight through), and a vanished amplitude (u or v under the floor) contributes sqrt(floor) to
-// the value and nothing to any derivative.
-template <class T> QKF_HD void fast_measure_taylor(T z, int count, T* f) {
-  const T zc = z > T(1) ? T(1) : (z < T(-1) ? T(-1) : z);
-  const T u = T(0.5) * (T(1) + zc), v = T(0.5) * (T(1) - zc), fl = measure_floor<T>();
-  const bool u_gone = u < fl, v_gone = v < fl;
-  const T su = qkf_sqrt(u_gone ? fl : u), sv = qkf_sqrt(v_gone ? fl : v);
-  const T step_u = u_gone ? T(0) : T(0.5) / u, step_v = v_gone ? T(0) : T(-0.5) / v;
-  T binom = T(1), tu = su, tv = sv;  // C(1/2, j), sqrt(u) (1/(2u))^j, sqrt(v) (-1/(2v))^j
-  for (int j = 0; j < count; ++j) {
-    f[j] = binom * (tu - tv);
-    binom *= (T(0.5) - T(j)) / T(j + 1);
-    tu *= step_u;
-    tv *= step_v;
-  }
-}
-
-// The measured value's Taylor coefficients phi[k], k < len, from those of the Born value z[k]
-// (same len), and, with dphi set, the seed of the adjoint sweep: dphi[m] = d phi[order] / d z[m],
-// m <= order (order < kJetLen). Fast measure by Faa di Bruno: phi = sum_j f_j (z - z[0])^j.
-template <class T> QKF_HD void measure_jet(const T* z, int len, bool fast, int order, T* phi, T* dphi) {
+// The measured value's Taylor coefficients phi[k][j], k < len, from those of the Born value
+// z[k][j] (same len), for lanes j < n (L lanes: samples side by side, so that every loop below
+// over them vectorises; a GPU thread would take L = 1). With dphi set, also the seed of the
+// adjoint sweep: dphi[m][j] = d phi[order][j] / d z[m][j], m <= order (order < kJetLen).
+//
+// Fast measure f(z) = sqrt(u) - sqrt(v), u = (1 + z) / 2 = |alpha|^2, v = (1 - z) / 2 = |beta|^2,
+// by Faa di Bruno: phi = sum_i f_i (z - z[0])^i with f_i = f^(i)(z[0]) / i! =
+// C(1/2, i) (sqrt(u) (1/(2u))^i - sqrt(v) (-1/(2v))^i). As in daruan.h's measure, z[0] is clamped
+// to [-1, 1] (its derivatives pass straight through), and a vanished amplitude (u or v under the
+// floor) contributes sqrt(floor) to the value and nothing to any derivative.
+template <class T, int L>
+QKF_HD void measure_jet(const T (*z)[L], int n, int len, bool fast, int order, T (*phi)[L], T (*dphi)[L]) {
   if (!fast) {
-    for (int k = 0; k < len; ++k) phi[k] = z[k];
+    for (int k = 0; k < len; ++k)
+      for (int j = 0; j < n; ++j) phi[k][j] = z[k][j];
     if (dphi)
-      for (int m = 0; m <= order; ++m) dphi[m] = m == order ? T(1) : T(0);
+      for (int m = 0; m <= order; ++m)
+        for (int j = 0; j < n; ++j) dphi[m][j] = m == order ? T(1) : T(0);
     return;
   }
   const int span = len > order + 1 ? len : order + 1;  // coefficients in play
-  T f[kJetLen + 1];
-  fast_measure_taylor(z[0], span + 1, f);
-  T pw[kJetLen][kJetLen];  // pw[j][k]: coefficient k of (z - z[0])^j
-  for (int k = 0; k < span; ++k) {
-    pw[0][k] = k == 0 ? T(1) : T(0);
-    if (span > 1) pw[1][k] = k == 0 ? T(0) : z[k];
+  const T fl = measure_floor<T>();
+  T f[kJetLen + 1][L], tu[L], tv[L], step_u[L], step_v[L];
+  for (int j = 0; j < n; ++j) {
+    const T z0 = z[0][j];
+    const T zc = z0 > T(1) ? T(1) : (z0 < T(-1) ? T(-1) : z0);
+    const T u = T(0.5) * (T(1) + zc), v = T(0.5) * (T(1) - zc);
+    tu[j] = qkf_sqrt(u < fl ? fl : u);
+    tv[j] = qkf_sqrt(v < fl ? fl : v);
+    step_u[j] = u < fl ? T(0) : T(0.5) / u;
+    step_v[j] = v < fl ? T(0) : T(-0.5) / v;
   }
-  for (int j = 2; j < span; ++j)
+  T binom = T(1);  // C(1/2, i)
+  for (int i = 0; i <= span; ++i) {
+    for (int j = 0; j < n; ++j) {
+      f[i][j] = binom * (tu[j] - tv[j]);
+      tu[j] *= step_u[j];
+      tv[j] *= step_v[j];
+    }
+    binom *= (T(0.5) - T(i)) / T(i + 1);
+  }
+  // pw[i][k]: coefficient k of (z - z[0])^i; pw[0] is 1 and pw[1] is z without its constant
+  T pw[kJetLen][kJetLen][L];
+  for (int k = 0; k < span; ++k)
+    for (int j = 0; j < n; ++j) {
+      pw[0][k][j] = k == 0 ? T(1) : T(0);
+      if (span > 1) pw[1][k][j] = k == 0 ? T(0) : z[k][j];
+    }
+  for (int i = 2; i < span; ++i)
     for (int k = 0; k < span; ++k) {
-      T acc = T(0);
-      for (int i = 1; i < k; ++i) acc += pw[1][i] * pw[j - 1][k - i];
-      pw[j][k] = acc;
+      for (int j = 0; j < n; ++j) pw[i][k][j] = T(0);
+      for (int a = 1; a < k; ++a)
+        for (int j = 0; j < n; ++j) pw[i][k][j] += pw[1][a][j] * pw[i - 1][k - a][j];
     }
   for (int k = 0; k < len; ++k) {
-    T acc = T(0);
-    for (int j = 0; j <= k; ++j) acc += f[j] * pw[j][k];
-    phi[k] = acc;
+    for (int j = 0; j < n; ++j) phi[k][j] = T(0);
+    for (int i = 0; i <= k; ++i)
+      for (int j = 0; j < n; ++j) phi[k][j] += f[i][j] * pw[i][k][j];
   }
   if (!dphi) return;
-  T d0 = T(0);
-  for (int j = 0; j <= order; ++j) d0 += T(j + 1) * f[j + 1] * pw[j][order];
-  dphi[0] = d0;
+  for (int j = 0; j < n; ++j) dphi[0][j] = T(0);
+  for (int i = 0; i <= order; ++i)  // through f_i's dependence on z[0]: d f_i / d z0 = (i+1) f_{i+1}
+    for (int j = 0; j < n; ++j) dphi[0][j] += T(i + 1) * f[i + 1][j] * pw[i][order][j];
   for (int m = 1; m <= order; ++m) {
-    T acc = T(0);
-    for (int j = 1; j <= order; ++j) acc += f[j] * T(j) * pw[j - 1][order - m];
-    dphi[m] = acc;
+    for (int j = 0; j < n; ++j) dphi[m][j] = T(0);
+    for (int i = 1; i <= order; ++i)
+      for (int j = 0; j < n; ++j) dphi[m][j] += T(i) * f[i][j] * pw[i - 1][order - m][j];
   }
 }
 

@@ -2,10 +2,9 @@
 
 truth: finite differences of our own first (and second) derivatives (gradgradcheck, float64), and
 the reference engine, whose complex-arithmetic torch graph autograd differentiates to any order
-(physics-informed losses: u_xx and its parameter gradient). Layers with trainable encodings (and
-rpz with differentiated weights) take their second and higher derivatives from the reference's
-torch circuit, so for them the reference comparison checks only the kernels' first derivatives and
-the wiring; gradcheck/gradgradcheck against finite differences is their independent truth."""
+(physics-informed losses: u_xx and its parameter gradient). On the circuit engine these run the
+jet kernels (tests/test_jets.py holds them to the reference order by order); gradgradcheck over
+the parameters also exercises the torch forms that remain for Hessians in theta."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@
 #include <memory>
 #include <vector>
 
+#include "cpu/vec_math.h"
 #include "daruan_jet.h"
 #include "params.h"
 
@@ -25,7 +26,7 @@
 namespace qkan_fast {
 namespace {
 
-constexpr int kChunk = 32;  // samples per SIMD batch
+constexpr int kChunk = 64;  // samples per SIMD batch
 
 #if defined(__GNUC__) && !defined(__clang__)
 #define QKF_JET_LOOP _Pragma("GCC ivdep")
@@ -92,36 +93,39 @@ template <class T> void flip(BlochJet<T>& r, int len, int n, int ax) {
 // trig [2][kChunk]: cos and sin of delta_0, written when `fresh`, else read (the adjoint sweep
 // reuses the forward's: the sine and cosine calls are most of a gate's cost).
 template <class T> void data_jet(const T* x, int n, int len, bool px, T w, T b, DataJet<T>& d, T* trig, bool fresh) {
-  for (int j = 0; j < n; ++j) {
-    const T e = w * x[j] + b;
-    if (px) {
+  if (px) {
+    for (int j = 0; j < n; ++j) {
       T a[kJetLen + 1];
-      arccos_derivatives(e, len + 1, a);
-      T wk = T(1);
+      arccos_derivatives(w * x[j] + b, len + 1, a);
       for (int k = 0; k <= len; ++k) d.acos_d[k][j] = a[k];
-      for (int k = 0; k < len; ++k) {
-        d.delta[k][j] = wk * a[k] / factorial<T>(k);
-        wk *= w;
-      }
-    } else {
-      d.delta[0][j] = e;
-      for (int k = 1; k < len; ++k) d.delta[k][j] = k == 1 ? w : T(0);
     }
-    if (fresh) qkf_sincos(d.delta[0][j], &trig[kChunk + j], &trig[j]);
-    d.C[0][j] = trig[j];
-    d.S[0][j] = trig[kChunk + j];
+    T wk = T(1);
+    for (int k = 0; k < len; ++k) {
+      const T c = wk / factorial<T>(k);
+      for (int j = 0; j < n; ++j) d.delta[k][j] = c * d.acos_d[k][j];
+      wk *= w;
+    }
+  } else {
+    QKF_JET_LOOP
+    for (int j = 0; j < n; ++j) d.delta[0][j] = w * x[j] + b;
+    for (int k = 1; k < len; ++k) std::fill(d.delta[k], d.delta[k] + n, k == 1 ? w : T(0));
   }
+  if (fresh) sincos_chunk(d.delta[0], n, trig + kChunk, trig);
+  std::copy(trig, trig + n, d.C[0]);
+  std::copy(trig + kChunk, trig + kChunk + n, d.S[0]);
   for (int k = 1; k < len; ++k) {
     const T inv_k = T(1) / T(k);
-    QKF_JET_LOOP
-    for (int j = 0; j < n; ++j) {
-      T s = T(0), c = T(0);
-      for (int i = 1; i <= k; ++i) {
-        s += T(i) * d.delta[i][j] * d.C[k - i][j];
-        c -= T(i) * d.delta[i][j] * d.S[k - i][j];
+    std::fill(d.S[k], d.S[k] + n, T(0));
+    std::fill(d.C[k], d.C[k] + n, T(0));
+    for (int i = 1; i <= (px ? k : 1); ++i) {  // without px only delta_1 is nonzero
+      const T f = T(i) * inv_k;
+      const T *di = d.delta[i], *cp = d.C[k - i], *sp = d.S[k - i];
+      T *sk = d.S[k], *ck = d.C[k];
+      QKF_JET_LOOP
+      for (int j = 0; j < n; ++j) {
+        sk[j] += f * di[j] * cp[j];
+        ck[j] -= f * di[j] * sp[j];
       }
-      d.S[k][j] = s * inv_k;
-      d.C[k][j] = c * inv_k;
     }
   }
 }
@@ -172,8 +176,11 @@ template <class T> void adjoint_data(BlochJet<T>& lam, int len, int n, int ax, c
 template <class T> T theta_gradient(const BlochJet<T>& lam, const BlochJet<T>& r, int len, int n, int ax) {
   const int p = plane_p(ax), q = plane_q(ax);
   T acc = T(0);
-  for (int k = 0; k < len; ++k)
-    for (int j = 0; j < n; ++j) acc += lam.v[q][k][j] * r.v[p][k][j] - lam.v[p][k][j] * r.v[q][k][j];
+  for (int k = 0; k < len; ++k) {
+    const T *lp = lam.v[p][k], *lq = lam.v[q][k], *rp = r.v[p][k], *rq = r.v[q][k];
+#pragma omp simd reduction(+ : acc)
+    for (int j = 0; j < n; ++j) acc += lq[j] * rp[j] - lp[j] * rq[j];
+  }
   return acc;
 }
 
@@ -197,6 +204,13 @@ template <class T> struct JetWork {
   BlochJet<T> r, lam;
   DataJet<T> data;
   T gdelta[kJetLen][kChunk];
+  T phi[kJetLen][kChunk], dphi[kJetLen][kChunk];  // the measure's coefficients and adjoint seed
+};
+
+// The scale of a call without one.
+template <class T> struct Ones {
+  T v[kChunk];
+  Ones() { std::fill(v, v + kChunk, T(1)); }
 };
 
 struct Shape {
@@ -253,25 +267,34 @@ void adjoint_chunk(const Shape& sh, JetWork<T>& wk, const T* x, int n, int len, 
         data_jet(x, n, len, sh.px, w, b, wk.data, &wk.trig[static_cast<size_t>(l) * 2 * kChunk], false);
         if (sh.encode) {
           data_gradient(lam, r, len, n, ax, wk.gdelta);
-          T sw = T(0), sb = T(0);
-          for (int j = 0; j < n; ++j) {
-            // delta_k = w^k a^(k)(e) / k!, e = w x + b (non-px: delta_0 = e, delta_1 = w)
-            T ge = T(0), gw_explicit = T(0);
-            if (sh.px) {
-              T w_pow = T(1), w_pow_prev = T(0);  // w^k, w^(k-1)
-              for (int k = 0; k < len; ++k) {
-                const T inv_fact = T(1) / factorial<T>(k);
-                ge += wk.gdelta[k][j] * w_pow * wk.data.acos_d[k + 1][j] * inv_fact;
-                gw_explicit += wk.gdelta[k][j] * T(k) * w_pow_prev * wk.data.acos_d[k][j] * inv_fact;
-                w_pow_prev = w_pow;
-                w_pow *= w;
+          // delta_k = w^k a^(k)(e) / k!, e = w x + b (without px: delta_0 = e, delta_1 = w). ge: the
+          // gradient in e; gw_explicit: in w through the factor w^k
+          T ge[kChunk], gw_explicit[kChunk];
+          if (sh.px) {
+            std::fill(ge, ge + n, T(0));
+            std::fill(gw_explicit, gw_explicit + n, T(0));
+            T w_pow = T(1), w_pow_prev = T(0);  // w^k, w^(k-1)
+            for (int k = 0; k < len; ++k) {
+              const T ce = w_pow / factorial<T>(k), cw = T(k) * w_pow_prev / factorial<T>(k);
+              const T *g = wk.gdelta[k], *a_next = wk.data.acos_d[k + 1], *a = wk.data.acos_d[k];
+              QKF_JET_LOOP
+              for (int j = 0; j < n; ++j) {
+                ge[j] += ce * g[j] * a_next[j];
+                gw_explicit[j] += cw * g[j] * a[j];
               }
-            } else {
-              ge = wk.gdelta[0][j];
-              gw_explicit = len > 1 ? wk.gdelta[1][j] : T(0);
+              w_pow_prev = w_pow;
+              w_pow *= w;
             }
-            sw += ge * x[j] + gw_explicit;
-            sb += ge;
+          } else {
+            std::copy(wk.gdelta[0], wk.gdelta[0] + n, ge);
+            if (len > 1) std::copy(wk.gdelta[1], wk.gdelta[1] + n, gw_explicit);
+            else std::fill(gw_explicit, gw_explicit + n, T(0));
+          }
+          T sw = T(0), sb = T(0);
+#pragma omp simd reduction(+ : sw, sb)
+          for (int j = 0; j < n; ++j) {
+            sw += ge[j] * x[j] + gw_explicit[j];
+            sb += ge[j];
           }
           gw[l] += sw;
           gb[l] += sb;
@@ -304,6 +327,8 @@ template <class T> void jet_forward(const CircuitParams& p) {
   const T* weight = static_cast<const T*>(p.weight);
   T* y = static_cast<T*>(p.y);
   const T fact = factorial<T>(order);
+  const Ones<T> unit;
+  const T* ones = unit.v;
 #pragma omp parallel num_threads(p.num_threads)
   {
     std::unique_ptr<JetWork<T>> wk(new JetWork<T>());
@@ -317,13 +342,11 @@ template <class T> void jet_forward(const CircuitParams& p) {
         for (int64_t b0 = 0; b0 < B; b0 += kChunk) {
           const int n = static_cast<int>(std::min<int64_t>(kChunk, B - b0));
           forward_chunk(sh, *wk, xt.data() + i * B + b0, n, len);
-          for (int j = 0; j < n; ++j) {
-            T z[kJetLen], phi[kJetLen];
-            for (int k = 0; k < len; ++k) z[k] = wk->r.v[2][k][j];
-            measure_jet(z, len, p.fast_measure, order, phi, static_cast<T*>(nullptr));
-            const T s = p.scale ? st[i * B + b0 + j] : T(1);
-            ycol[b0 + j] += wt * s * phi[order];
-          }
+          measure_jet<T, kChunk>(wk->r.v[2], n, len, p.fast_measure, order, wk->phi, nullptr);
+          const T* s = p.scale ? st.data() + i * B + b0 : ones;
+          T* yc = ycol.data() + b0;
+          QKF_JET_LOOP
+          for (int j = 0; j < n; ++j) yc[j] += wt * s[j] * wk->phi[order][j];
         }
       }
       for (int64_t b = 0; b < B; ++b) y[b * O + o] = ycol[b];
@@ -346,6 +369,8 @@ template <class T> void jet_backward(const CircuitParams& p) {
   T *gth = static_cast<T*>(p.grad_theta), *gwt = static_cast<T*>(p.grad_weight);
   T *gpw = static_cast<T*>(p.grad_pre_w), *gpb = static_cast<T*>(p.grad_pre_b);
   const T fact = factorial<T>(order), fact_next = factorial<T>(order + 1);
+  const Ones<T> unit;
+  const T* ones = unit.v;
 #pragma omp parallel num_threads(p.num_threads)
   {
     std::unique_ptr<JetWork<T>> wk(new JetWork<T>());
@@ -366,17 +391,29 @@ template <class T> void jet_backward(const CircuitParams& p) {
         for (int64_t b0 = 0; b0 < B; b0 += kChunk) {
           const int n = static_cast<int>(std::min<int64_t>(kChunk, B - b0));
           forward_chunk(sh, *wk, xc + b0, n, len);
-          for (int j = 0; j < n; ++j) {
-            T z[kJetLen], phi[kJetLen], dphi[kJetLen];
-            for (int k = 0; k < len; ++k) z[k] = wk->r.v[2][k][j];
-            measure_jet(z, len, p.fast_measure, order, phi, need_params ? dphi : static_cast<T*>(nullptr));
-            const T s = p.scale ? st[i * B + b0 + j] : T(1), gy = gyt[o * B + b0 + j], cb = gy * wt;
-            if (need_x) gxcol[b0 + j] += cb * s * fact_next * phi[order + 1];
-            gscol[b0 + j] += cb * fact * phi[order];
-            gweight += gy * s * fact * phi[order];
-            if (need_params) {
-              for (int c = 0; c < 3; ++c)
-                for (int k = 0; k < rev_len; ++k) wk->lam.v[c][k][j] = c == 2 ? cb * s * fact * dphi[k] : T(0);
+          measure_jet<T, kChunk>(wk->r.v[2], n, len, p.fast_measure, order, wk->phi,
+                                 need_params ? wk->dphi : nullptr);
+          const T* s = p.scale ? st.data() + i * B + b0 : ones;
+          const T* gy = gyt.data() + o * B + b0;
+          const T *phi = wk->phi[order], *phi_next = wk->phi[need_x ? order + 1 : order];
+          if (need_x) {
+            QKF_JET_LOOP
+            for (int j = 0; j < n; ++j) gxcol[b0 + j] += gy[j] * wt * s[j] * fact_next * phi_next[j];
+          }
+          QKF_JET_LOOP
+          for (int j = 0; j < n; ++j) gscol[b0 + j] += gy[j] * wt * fact * phi[j];
+          T gw_chunk = T(0);
+#pragma omp simd reduction(+ : gw_chunk)
+          for (int j = 0; j < n; ++j) gw_chunk += gy[j] * s[j] * phi[j];
+          gweight += fact * gw_chunk;
+          if (need_params) {
+            for (int k = 0; k < rev_len; ++k) {
+              std::fill(wk->lam.v[0][k], wk->lam.v[0][k] + n, T(0));
+              std::fill(wk->lam.v[1][k], wk->lam.v[1][k] + n, T(0));
+              const T* d = wk->dphi[k];
+              T* seed = wk->lam.v[2][k];
+              QKF_JET_LOOP
+              for (int j = 0; j < n; ++j) seed[j] = gy[j] * wt * s[j] * fact * d[j];
             }
           }
           if (need_params) adjoint_chunk(sh, *wk, xc + b0, n, rev_len, gtheta.data(), gw.data(), gb.data());

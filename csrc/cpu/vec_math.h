@@ -53,7 +53,10 @@ template <> struct SinCosConst<double> {
 // Valid for |a| <= SinCosConst<T>::limit.
 template <class T> inline void poly_sincos(T a, T* s, T* c) {
   using K = SinCosConst<T>;
-  const T q = std::nearbyint(a * T(0.63661977236758134308));  // a / (pi/2), to nearest
+  // a / (pi/2) to nearest (even) by adding and subtracting 1.5 * 2^(mantissa bits): the same
+  // value as nearbyint, without the call that SSE2 cannot vectorise
+  const T magic = sizeof(T) == 4 ? T(12582912.0) : T(6755399441055744.0);
+  const T q = (a * T(0.63661977236758134308) + magic) - magic;
   const T r = ((a - q * K::pio2_hi) - q * K::pio2_mid) - q * K::pio2_lo;
   const T r2 = r * r;
   const T ps = K::sin_poly(r, r2), pc = K::cos_poly(r2);

@@ -16,9 +16,12 @@ the same f, which is differentiable to any order and materialises (B, O, I) only
   differentiated through the coefficients of the circuit sampled at the 2R+1 angles
   2 pi m / (2R+1) by the reference simulator and a DFT (an exact interpolation: Z is a
   trigonometric polynomial of degree R);
-- elsewhere (trainable encodings, the circuit engine off the CPU) the circuit as rotations of the
-  Bloch vector (bloch_circuit), the theta gates folded per repetition; exact, real arithmetic,
-  but (B, O, I) tensors per repetition, so slower than the spectral form.
+- the circuit engine's backward on the CPU (trainable encodings included) has no torch form on
+  its main path: its derivative runs the jet kernels (jets.py, Taylor mode in x), unless a
+  cotangent comes on a parameter gradient (a Hessian in theta), the order passes theirs, or the
+  parameters are shared (group). Those cases, and the circuit engine off the CPU, take the circuit
+  as rotations of the Bloch vector (bloch_circuit), the theta gates folded per repetition; exact,
+  real arithmetic, but (B, O, I) tensors per repetition.
 
 At a pole of the fast measure (|alpha| or |beta| = 0) its derivatives are unbounded; as in the
 kernels, a vanished amplitude contributes gradient 0 there.
