@@ -97,12 +97,13 @@ def _laplacian_loss(model, x):
     return lap.square().sum()
 
 
-@pytest.mark.parametrize("ansatz,fast,pt", [(a, f, pt) for a in ANSATZE for f in (True, False) for pt in (False, True)])
-def test_poisson_loss_gradient_runs_on_the_jet_kernels(monkeypatch, ansatz, fast, pt):
-    """d/d(parameters) of (u_xx + u_yy)^2 on the circuit engine, trainable encodings included: third
-    derivatives, equal to the reference engine's, with every torch form of higher_order.py
-    disabled (any use raises)."""
-    kw = dict(reps=2, ansatz=ansatz, fast_measure=fast, preact_trainable=pt, dtype=F64, seed=4)
+@pytest.mark.parametrize("ansatz,fast,pt,group", [(a, f, pt, -1) for a in ANSATZE for f in (True, False)
+                                                  for pt in (False, True)] + [("pz", True, True, 2), ("mix", False, True, 1)])
+def test_poisson_loss_gradient_runs_on_the_jet_kernels(monkeypatch, ansatz, fast, pt, group):
+    """d/d(parameters) of (u_xx + u_yy)^2 on the circuit engine, trainable encodings and shared
+    parameter sets included: third derivatives, equal to the reference engine's, with every torch
+    form of higher_order.py disabled (any use raises)."""
+    kw = dict(reps=2, ansatz=ansatz, fast_measure=fast, preact_trainable=pt, group=group, dtype=F64, seed=4)
     ours = qkan_fast.QKAN([2, 3, 1], engine="circuit", **kw)
     ref = qkan_fast.QKAN([2, 3, 1], engine="reference", **kw)
     g = torch.Generator().manual_seed(5)

@@ -12,7 +12,7 @@ and n+1), so the higher derivatives close on these two ops: u_xx of a physics-in
 its parameter gradient (third order) run the kernels at orders 1 to 3. The op then falls back to
 the torch form of higher_order.py only where the kernels do not reach: cotangents on the
 parameter gradients (Hessians in theta, gradgradcheck over parameters), orders beyond the
-kernels, devices other than the CPU, and shared (grouped) parameters.
+kernels, and devices other than the CPU.
 """
 
 from __future__ import annotations
