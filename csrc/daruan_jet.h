@@ -1,6 +1,7 @@
-// Taylor mode in x of one edge's DARUAN (docs/math.md, "Higher derivatives"): the scalar pieces of
-// the jet kernels (csrc/cpu/jet.cpp), which compute phi^(n)(x) for n <= kMaxJetOrder and the
-// parameter gradient of one of them, for every ansatz, both measures and trainable encodings.
+// Taylor mode in x of one edge's DARUAN (docs/math.md, "Higher derivatives"): the maths of the jet
+// kernels, phi^(n)(x) for n <= kMaxJetOrder and the parameter gradient of one of them, for every
+// ansatz, both measures and trainable encodings. Schedules live elsewhere (csrc/cpu/jet.cpp runs
+// 64 samples as the lanes of these functions; a GPU thread would run one lane).
 //
 // The circuit is taken as rotations of the Bloch vector r = (X, Y, Z) of the state: the gate
 // exp(-i a P / 2) turns r by the angle a about the axis P, H|0> is r = (1, 0, 0), and the Born
