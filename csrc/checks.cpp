@@ -95,9 +95,13 @@ void check_circuit(const CircuitParams& p, CircuitOp op, Device device) {
       if (p.order < 0 || p.order > top)
         fail(entry, "order must be in [0, " + std::to_string(top) + "]" + (fwd || !p.grad_x ? "" : " with grad_x") +
                         ", got " + std::to_string(p.order));
-      need(entry, p.weight, "weight");
-      if (fwd) need(entry, p.y, "y");
-      else need(entry, p.grad_y, "grad_y");
+      if (fwd && (p.y != nullptr) == (p.postacts != nullptr))
+        fail(entry, "set exactly one of y (with weight) or postacts");
+      if (!fwd && (p.grad_y != nullptr) == (p.grad_postacts != nullptr))
+        fail(entry, "set exactly one of grad_y (with weight) or grad_postacts");
+      if (p.y || p.grad_y) need(entry, p.weight, "weight (y or grad_y given)");
+      if (p.grad_postacts && p.grad_weight)
+        fail(entry, "grad_weight is defined for grad_y only, not for grad_postacts");
       if (p.theta_rot) fail(entry, "theta_rot is not read by the jet kernels; pass theta");
       break;
     }

@@ -103,8 +103,8 @@ template <class T> QKF_HD void arccos_derivatives(T e, int count, T* d) {
   }
 }
 
-// The measured value's Taylor coefficients phi[k][j], k < len, from those of the Born value
-// z[k][j] (same len), for lanes j < n (L lanes: samples side by side, so that every loop below
+// The measured value's Taylor coefficients phi[k][j], k < len, from those of the Bloch vector
+// r[c][k][j] (same len; the Born value is z = r[2]), for lanes j < n (L lanes: samples side by side, so that every loop below
 // over them vectorises; a GPU thread would take L = 1). With dphi set, also the seed of the
 // adjoint sweep: dphi[m][j] = d phi[order][j] / d z[m][j], m <= order (order < kJetLen).
 //
@@ -114,7 +114,8 @@ template <class T> QKF_HD void arccos_derivatives(T e, int count, T* d) {
 // to [-1, 1] (its derivatives pass straight through), and a vanished amplitude (u or v under the
 // floor) contributes sqrt(floor) to the value and nothing to any derivative.
 template <class T, int L>
-QKF_HD void measure_jet(const T (*z)[L], int n, int len, bool fast, int order, T (*phi)[L], T (*dphi)[L]) {
+QKF_HD void measure_jet(const T (*r)[kJetLen][L], int n, int len, bool fast, int order, T (*phi)[L], T (*dphi)[L]) {
+  const T(*z)[L] = r[2];
   if (!fast) {
     for (int k = 0; k < len; ++k)
       for (int j = 0; j < n; ++j) phi[k][j] = z[k][j];
@@ -129,7 +130,11 @@ QKF_HD void measure_jet(const T (*z)[L], int n, int len, bool fast, int order, T
   for (int j = 0; j < n; ++j) {
     const T z0 = z[0][j];
     const T zc = z0 > T(1) ? T(1) : (z0 < T(-1) ? T(-1) : z0);
-    const T u = T(0.5) * (T(1) + zc), v = T(0.5) * (T(1) - zc);
+    // the larger of u, v from Z, the smaller from uv = (X^2 + Y^2) / 4: (1 - Z) / 2 near Z = 1 would
+    // cancel, and its rounding is what the derivatives of sqrt near a pole magnify
+    const T xy = r[0][0][j] * r[0][0][j] + r[1][0][j] * r[1][0][j];
+    const T big = T(0.5) * (T(1) + (zc >= T(0) ? zc : -zc)), small = T(0.25) * xy / big;
+    const T u = zc >= T(0) ? big : small, v = zc >= T(0) ? small : big;
     tu[j] = qkf_sqrt(u < fl ? fl : u);
     tv[j] = qkf_sqrt(v < fl ? fl : v);
     step_u[j] = u < fl ? T(0) : T(0.5) / u;

@@ -70,8 +70,9 @@ void circuit_postacts_cpu(const CircuitParams& p);
 void circuit_backward_cpu(const CircuitParams& p);
 
 // CPU jet entry points (csrc/cpu/jet.cpp), Taylor mode in x for higher derivatives:
-// forward y[b,o] = sum_i weight[o,i] * scale[b,i] * phi_oi^(order)(x[b,i]), and its backward
-// (grad_x from phi^(order+1), grad_scale, grad_weight and the parameter gradients of phi^(order)).
+// forward y[b,o] = sum_i weight[o,i] * scale[b,i] * phi_oi^(order)(x[b,i]) (or, with postacts set,
+// each edge's term without weight), and its backward (grad_x from phi^(order+1), grad_scale,
+// grad_weight and the parameter gradients of phi^(order); grad_postacts for the per-edge form).
 void circuit_jet_forward_cpu(const CircuitParams& p);
 void circuit_jet_backward_cpu(const CircuitParams& p);
 

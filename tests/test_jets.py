@@ -185,3 +185,53 @@ def test_non_contiguous_inputs_and_two_threads_give_the_same_bits():
         torch.set_num_threads(threads)
     for a, b in zip(*runs):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("ansatz,fast", [("pz", True), ("rpz", False), ("real", True), ("mix", True)])
+def test_postacts_second_derivatives_run_on_the_jet_kernels(monkeypatch, ansatz, fast):
+    """qkan's solver interface returns every edge's phi (postacts); a Laplacian of a weighted sum of
+    them and its parameter gradient run the per-edge jet kernels (circuit_jet_postacts), equal to
+    the reference engine's, with the torch forms disabled."""
+    g = torch.Generator().manual_seed(11)
+    theta = torch.randn(theta_shape(ansatz, O, 2, R), generator=g, dtype=F64, requires_grad=True)
+    pre_w = (0.6 + 0.3 * torch.rand(O, 2, R, generator=g, dtype=F64)).requires_grad_()
+    pre_b = (0.1 * torch.randn(O, 2, R, generator=g, dtype=F64)).requires_grad_()
+    mix = torch.randn(O, 2, generator=g, dtype=F64)
+    x = (1.6 * torch.rand(9, 2, generator=g, dtype=F64) - 0.8).requires_grad_()
+
+    def loss(engine):
+        phi = qkan_fast.daruan_postacts(x, theta, pre_w, pre_b, ansatz=ansatz, reps=R, fast_measure=fast,
+                                        preact_trainable=True, engine=engine)
+        u = (phi * mix).sum(dim=(1, 2)).square()  # [B]: a nonlinear read-out of every edge
+        (du,) = torch.autograd.grad(u.sum(), x, create_graph=True)
+        lap = sum(torch.autograd.grad(du[:, d].sum(), x, create_graph=True)[0][:, d] for d in range(2))
+        return lap.square().sum()
+
+    want_loss = loss("reference")
+    want = torch.autograd.grad(want_loss, [theta, pre_w, pre_b])
+    monkeypatch.setattr(higher_order, "_derivative_of_vjp", lambda *a, **k: pytest.fail("a torch form ran"))
+    got_loss = loss("circuit")
+    got = torch.autograd.grad(got_loss, [theta, pre_w, pre_b])
+    torch.testing.assert_close(got_loss, want_loss, rtol=1e-9, atol=1e-12)
+    for a, w in zip(got, want):
+        torch.testing.assert_close(a, w, rtol=1e-7, atol=1e-9 * float(w.abs().max()))
+
+
+@pytest.mark.parametrize("ansatz", ["pz", "real", "mix"])
+def test_float32_laplacian_stays_accurate_near_the_fast_measure_poles(ansatz):
+    """The fast measure's square roots near a pole: taking |beta|^2 = (1 - Z) / 2 from a float32 Z
+    lost all accuracy of u_xx there (an error of 1.5e3 against values of 61 for `real`); the
+    kernels take the smaller amplitude from X^2 + Y^2 instead. float32 against float64."""
+    m64 = qkan_fast.QKAN([2, 4, 1], ansatz=ansatz, engine="reference", dtype=F64, seed=1)
+    m32 = qkan_fast.QKAN([2, 4, 1], ansatz=ansatz, engine="circuit", seed=1)
+    m32.load_state_dict({k: v.float() for k, v in m64.state_dict().items()})
+    x = torch.rand(256, 2, generator=torch.Generator().manual_seed(3))
+    lap64 = _laplacian_values(m64, x.double().requires_grad_())
+    lap32 = _laplacian_values(m32, x.clone().requires_grad_()).double()
+    scale = float(lap64.abs().max())
+    assert float((lap32 - lap64).abs().max()) <= 1e-4 * scale
+
+
+def _laplacian_values(model, x):
+    (du,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
+    return sum(torch.autograd.grad(du[:, d].sum(), x, create_graph=True)[0][:, d] for d in range(2)).detach()

@@ -3,7 +3,8 @@
 // and the backward sweeps their adjoint back through the gates (each gate undone by its inverse,
 // as the circuit engine does, so nothing per gate is stored).
 //
-//   forward  (order n): y[b,o] = sum_i weight[o,i] * scale[b,i] * phi_oi^(n)(x[b,i])
+//   forward  (order n): y[b,o] = sum_i weight[o,i] * scale[b,i] * phi_oi^(n)(x[b,i]), or per edge
+//                       postacts[b,o,i] = scale[b,i] * phi_oi^(n)(x[b,i]) (grad_postacts in the backward)
 //   backward (order n): grad_x[b,i]     = scale[b,i] * sum_o grad_y[b,o] weight[o,i] phi_oi^(n+1)
 //                       grad_scale[b,i] = sum_o grad_y[b,o] weight[o,i] phi_oi^(n)
 //                       grad_weight, grad_theta, grad_pre_w, grad_pre_b: of phi^(n), summed over b
@@ -50,6 +51,7 @@ template <class T> struct JetWork {
   DataJet<T, kChunk> data;
   T gdelta[kJetLen][kChunk];
   T phi[kJetLen][kChunk], dphi[kJetLen][kChunk];  // the measure's coefficients and adjoint seed
+  T cotangent[kChunk];                             // of each sample's phi^(n) term
   explicit JetWork(int reps) : trig(static_cast<size_t>(reps) * 2 * kChunk) {}
 };
 
@@ -77,8 +79,11 @@ template <class T> void jet_forward(const CircuitParams& p) {
   const int order = p.order, len = order + 1;
   const std::vector<T> xt = transposed<T>(p.x, B, I);                                  // [I][B]
   const std::vector<T> st = p.scale ? transposed<T>(p.scale, B, I) : std::vector<T>();  // [I][B]
+  // per-edge mode (postacts set): postacts[b,o,i] = scale[b,i] * phi_oi^(n), no weight, no sum
+  const bool per_edge = p.postacts != nullptr;
   const T* weight = static_cast<const T*>(p.weight);
   T* y = static_cast<T*>(p.y);
+  T* post = static_cast<T*>(p.postacts);
   const T fact = factorial<T>(order);
   const Ones<T> unit;
   const T* ones = unit.v;
@@ -90,19 +95,24 @@ template <class T> void jet_forward(const CircuitParams& p) {
     for (int64_t o = 0; o < O; ++o) {
       std::fill(ycol.begin(), ycol.end(), T(0));
       for (int64_t i = 0; i < I; ++i) {
-        const T wt = weight[o * I + i] * fact;
+        const T wt = (per_edge ? T(1) : weight[o * I + i]) * fact;
         load_edge(p, o * I + i, wk->edge);
         for (int64_t b0 = 0; b0 < B; b0 += kChunk) {
           const int n = static_cast<int>(std::min<int64_t>(kChunk, B - b0));
           jet_circuit(wk->edge.view, xt.data() + i * B + b0, n, len, wk->r, wk->data, wk->trig.data(), ChunkSinCos());
-          measure_jet<T, kChunk>(wk->r.v[2], n, len, p.fast_measure, order, wk->phi, nullptr);
+          measure_jet<T, kChunk>(wk->r.v, n, len, p.fast_measure, order, wk->phi, nullptr);
           const T* s = p.scale ? st.data() + i * B + b0 : ones;
+          if (per_edge) {
+            for (int j = 0; j < n; ++j) post[((b0 + j) * O + o) * I + i] = wt * s[j] * wk->phi[order][j];
+            continue;
+          }
           T* yc = ycol.data() + b0;
           QKF_LANES
           for (int j = 0; j < n; ++j) yc[j] += wt * s[j] * wk->phi[order][j];
         }
       }
-      for (int64_t b = 0; b < B; ++b) y[b * O + o] = ycol[b];
+      if (!per_edge)
+        for (int64_t b = 0; b < B; ++b) y[b * O + o] = ycol[b];
     }
   }
 }
@@ -115,7 +125,10 @@ template <class T> void jet_backward(const CircuitParams& p) {
   const int K = theta_rows(p.ansatz, p.reps) * theta_cols(p.ansatz);
   const std::vector<T> xt = transposed<T>(p.x, B, I);
   const std::vector<T> st = p.scale ? transposed<T>(p.scale, B, I) : std::vector<T>();
-  const std::vector<T> gyt = transposed<T>(p.grad_y, B, O);  // [O][B]
+  // the cotangent: grad_y[b,o] times weight[o,i], or (per-edge mode) grad_postacts[b,o,i]
+  const bool per_edge = p.grad_postacts != nullptr;
+  const std::vector<T> gyt = per_edge ? std::vector<T>() : transposed<T>(p.grad_y, B, O);  // [O][B]
+  const T* gpost = static_cast<const T*>(p.grad_postacts);
   const T* weight = static_cast<const T*>(p.weight);
   T *gx = static_cast<T*>(p.grad_x), *gs = static_cast<T*>(p.grad_scale);
   T *gth = static_cast<T*>(p.grad_theta), *gwt = static_cast<T*>(p.grad_weight);
@@ -134,7 +147,7 @@ template <class T> void jet_backward(const CircuitParams& p) {
       const T* xc = xt.data() + i * B;
       for (int64_t o = 0; o < O; ++o) {
         const int64_t edge = o * I + i;
-        const T wt = weight[edge];
+        const T wt = per_edge ? T(1) : weight[edge];
         load_edge(p, edge, wk->edge);
         std::fill(gtheta.begin(), gtheta.end(), T(0));
         std::fill(gw.begin(), gw.end(), T(0));
@@ -143,21 +156,28 @@ template <class T> void jet_backward(const CircuitParams& p) {
         for (int64_t b0 = 0; b0 < B; b0 += kChunk) {
           const int n = static_cast<int>(std::min<int64_t>(kChunk, B - b0));
           jet_circuit(wk->edge.view, xc + b0, n, len, wk->r, wk->data, wk->trig.data(), ChunkSinCos());
-          measure_jet<T, kChunk>(wk->r.v[2], n, len, p.fast_measure, order, wk->phi,
+          measure_jet<T, kChunk>(wk->r.v, n, len, p.fast_measure, order, wk->phi,
                                  need_params ? wk->dphi : nullptr);
           const T* s = p.scale ? st.data() + i * B + b0 : ones;
-          const T* gy = gyt.data() + o * B + b0;
+          T* cb = wk->cotangent;
+          if (per_edge) {
+            for (int j = 0; j < n; ++j) cb[j] = gpost[((b0 + j) * O + o) * I + i];
+          } else {
+            const T* gy = gyt.data() + o * B + b0;
+            QKF_LANES
+            for (int j = 0; j < n; ++j) cb[j] = gy[j] * wt;
+            T gw_chunk = T(0);
+            QKF_LANE_SUM(gw_chunk)
+            for (int j = 0; j < n; ++j) gw_chunk += gy[j] * s[j] * wk->phi[order][j];
+            gweight += fact * gw_chunk;
+          }
           const T *phi = wk->phi[order], *phi_next = wk->phi[need_x ? order + 1 : order];
           if (need_x) {
             QKF_LANES
-            for (int j = 0; j < n; ++j) gxcol[b0 + j] += gy[j] * wt * s[j] * fact_next * phi_next[j];
+            for (int j = 0; j < n; ++j) gxcol[b0 + j] += cb[j] * s[j] * fact_next * phi_next[j];
           }
           QKF_LANES
-          for (int j = 0; j < n; ++j) gscol[b0 + j] += gy[j] * wt * fact * phi[j];
-          T gw_chunk = T(0);
-          QKF_LANE_SUM(gw_chunk)
-          for (int j = 0; j < n; ++j) gw_chunk += gy[j] * s[j] * phi[j];
-          gweight += fact * gw_chunk;
+          for (int j = 0; j < n; ++j) gscol[b0 + j] += cb[j] * fact * phi[j];
           if (need_params) {
             for (int k = 0; k < rev_len; ++k) {
               std::fill(wk->lam.v[0][k], wk->lam.v[0][k] + n, T(0));
@@ -165,7 +185,7 @@ template <class T> void jet_backward(const CircuitParams& p) {
               const T* d = wk->dphi[k];
               T* seed = wk->lam.v[2][k];
               QKF_LANES
-              for (int j = 0; j < n; ++j) seed[j] = gy[j] * wt * s[j] * fact * d[j];
+              for (int j = 0; j < n; ++j) seed[j] = cb[j] * s[j] * fact * d[j];
             }
           }
           if (need_params)

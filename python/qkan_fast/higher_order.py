@@ -18,8 +18,8 @@ the same f, which is differentiable to any order and materialises (B, O, I) only
   trigonometric polynomial of degree R);
 - the circuit engine's backward on the CPU (trainable encodings included) has no torch form on
   its main path: its derivative runs the jet kernels (jets.py, Taylor mode in x), unless a
-  cotangent comes on a parameter gradient (a Hessian in theta) or the order passes theirs (or a
-  postacts call has several output rows). Those cases, and the circuit engine off the CPU, take the circuit
+  cotangent comes on a parameter gradient (a Hessian in theta) or the order passes theirs. Those
+  cases, and the circuit engine off the CPU, take the circuit
   as rotations of the Bloch vector (bloch_circuit), the theta gates folded per repetition; exact,
   real arithmetic, but (B, O, I) tensors per repetition.
 
@@ -299,13 +299,11 @@ def _circuit_backward_backward(ctx, *bars):
         g = jets.derivative_of_backward(grad, x, None, theta, pre_w, pre_b, weight, jet_bars,
                                         wanted[:2] + [False] + wanted[2:], **cfg)
         return (g[0], g[1], *g[3:], None, None, None, None, None)
-    if weight is None and theta.shape[0] == 1 and jets.kernels_reach(x, 0, jet_bars):
-        # postacts of shared parameter sets (group; phi [B, 1, I]): S = sum grad[b,0,i] b_x[b,i] phi_i',
-        # circuit_jet with the cotangent as the per-sample scale, unit weights and one output
-        g = jets.derivative_of_backward(x.new_ones(x.shape[0], 1), x, grad[:, 0, :], theta, pre_w, pre_b,
-                                        x.new_ones(1, x.shape[1]), jet_bars,
-                                        [False, wanted[1], wanted[0], wanted[2], wanted[3], wanted[4], False], **cfg)
-        return (None if g[2] is None else g[2].unsqueeze(1), g[1], *g[3:6], None, None, None, None, None, None)
+    if weight is None and jets.kernels_reach(x, 0, jet_bars):
+        # postacts (qkan's solver interface, shared parameter sets): per-edge terms, grad [B, O, I]
+        g = jets.derivative_of_backward(grad, x, None, theta, pre_w, pre_b, None, jet_bars,
+                                        wanted[:2] + [False] + wanted[2:5] + [False], **cfg)
+        return (g[0], g[1], *g[3:6], None, None, None, None, None, None)
     kw = dict(ansatz=ansatz, reps=reps, fast=fast, encode=encode, need_pre_w=needs[2])
 
     def f(x, theta, pre_w, pre_b, weight):
@@ -332,7 +330,7 @@ def jet_backward_torch_form(grad, x, scale, theta, pre_w, pre_b, weight, bars, *
         d = edge_derivative(x, theta, pre_w, pre_b, **kw)  # [B, O, I]
         if scale is not None:
             d = d * scale[:, None, :]
-        return (torch.einsum("boi,oi->bo", d, weight),)
+        return (d if weight is None else torch.einsum("boi,oi->bo", d, weight),)
 
     primals = [x, scale, theta, pre_w if encode else None, pre_b if encode else None, weight]
     return _derivative_of_vjp(f, primals, [grad], bars)

@@ -32,9 +32,9 @@ def _has_scale(scale: Tensor) -> bool:
     return scale.dim() == 2  # "no scale" (1 everywhere) is a 1-D empty tensor
 
 
-def _fill(p, scale: Tensor, weight: Tensor, order: int) -> None:
+def _fill(p, scale: Tensor, weight: Optional[Tensor], order: int) -> None:
     p.order = order
-    p.weight = weight.data_ptr()
+    p.weight = 0 if weight is None else weight.data_ptr()
     p.scale = _ptr(scale) if _has_scale(scale) else 0
 
 
@@ -69,10 +69,33 @@ def _(x, scale, theta, pre_w, pre_b, weight, ansatz, reps, fast_measure, encode,
     return x.new_empty(x.shape[0], theta.shape[0])
 
 
+@torch.library.custom_op("qkan_fast::circuit_jet_postacts", mutates_args=())
+def circuit_jet_postacts(
+    x: Tensor, scale: Tensor, theta: Tensor, pre_w: Tensor, pre_b: Tensor, ansatz: int, reps: int, fast_measure: bool,
+    encode: bool, order: int
+) -> Tensor:
+    """Each edge's term apart: scale[b,i] * d^order phi_oi / dx^order (x[b,i]), [B, O, I] (the
+    derivatives of postacts, which qkan's solver interface returns)."""
+    x, scale, theta, pre_w, pre_b = _contig(x, scale, theta, pre_w, pre_b)
+    out = x.new_empty(x.shape[0], theta.shape[0], x.shape[1])
+    if x.shape[0] == 0:
+        return out
+    p = _params(x, theta, pre_w, pre_b, ansatz, reps, fast_measure, encode)
+    _fill(p, scale, None, order)
+    p.postacts = out.data_ptr()
+    _C.circuit_jet_forward_cpu(p)
+    return out
+
+
+@circuit_jet_postacts.register_fake
+def _(x, scale, theta, pre_w, pre_b, ansatz, reps, fast_measure, encode, order):
+    return x.new_empty(x.shape[0], theta.shape[0], x.shape[1])
+
+
 def _jet_grad_buffers(x, scale, theta, pre_w, pre_b, weight, encode, needs, zero):
     """The six gradient buffers (x, scale, theta, pre_w, pre_b, weight); empty when not asked for."""
     make = torch.zeros_like if zero else torch.empty_like
-    wanted = [needs[0], needs[1] and _has_scale(scale), needs[2], needs[3], needs[4], needs[5]]
+    wanted = [needs[0], needs[1] and _has_scale(scale), needs[2], needs[3], needs[4], needs[5] and weight is not None]
     like = [x, x, theta, pre_w, pre_b, weight]
     return [(torch.zeros_like(t) if k in (3, 4) and not encode else make(t)) if w else x.new_empty(0)
             for k, (t, w) in enumerate(zip(like, wanted))]
@@ -80,13 +103,13 @@ def _jet_grad_buffers(x, scale, theta, pre_w, pre_b, weight, encode, needs, zero
 
 @torch.library.custom_op("qkan_fast::circuit_jet_backward", mutates_args=())
 def circuit_jet_backward(
-    grad: Tensor,  # [B, O]
+    grad: Tensor,  # [B, O] (circuit_jet), or [B, O, I] with weight None (circuit_jet_postacts)
     x: Tensor,
     scale: Tensor,
     theta: Tensor,
     pre_w: Tensor,
     pre_b: Tensor,
-    weight: Tensor,
+    weight: Optional[Tensor],
     ansatz: int,
     reps: int,
     fast_measure: bool,
@@ -94,14 +117,18 @@ def circuit_jet_backward(
     order: int,
     needs: Sequence[bool],  # x, scale, theta, pre_w, pre_b, weight
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Gradients of circuit_jet; one not asked for is an empty tensor."""
-    grad, x, scale, theta, pre_w, pre_b, weight = _contig(grad, x, scale, theta, pre_w, pre_b, weight)
+    """Gradients of circuit_jet (or circuit_jet_postacts); one not asked for is an empty tensor."""
+    grad, x, scale, theta, pre_w, pre_b = _contig(grad, x, scale, theta, pre_w, pre_b)
+    weight = None if weight is None else weight.contiguous()
     outs = _jet_grad_buffers(x, scale, theta, pre_w, pre_b, weight, encode, needs, zero=x.shape[0] == 0)
     if x.shape[0] == 0 or not any(o.numel() for o in outs):
         return tuple(outs)
     p = _params(x, theta, pre_w, pre_b, ansatz, reps, fast_measure, encode)
     _fill(p, scale, weight, order)
-    p.grad_y = grad.data_ptr()
+    if weight is None:
+        p.grad_postacts = grad.data_ptr()
+    else:
+        p.grad_y = grad.data_ptr()
     p.grad_x, p.grad_scale, p.grad_theta = _ptr(outs[0]), _ptr(outs[1]), _ptr(outs[2])
     if encode:
         p.grad_pre_w, p.grad_pre_b = _ptr(outs[3]), _ptr(outs[4])
@@ -131,6 +158,22 @@ def _jet_backward(ctx, grad_y):
 circuit_jet.register_autograd(_jet_backward, setup_context=_jet_setup)
 
 
+def _jet_postacts_setup(ctx, inputs, output):
+    x, scale, theta, pre_w, pre_b, *config = inputs
+    ctx.save_for_backward(x, scale, theta, pre_w, pre_b)
+    ctx.config = tuple(config)
+
+
+def _jet_postacts_backward(ctx, grad_post):
+    x, scale, theta, pre_w, pre_b = ctx.saved_tensors
+    needs = list(ctx.needs_input_grad[:5]) + [False]
+    outs = circuit_jet_backward(grad_post, x, scale, theta, pre_w, pre_b, None, *ctx.config, needs)
+    return (*[g if n else None for g, n in zip(outs[:5], needs)], None, None, None, None, None)
+
+
+circuit_jet_postacts.register_autograd(_jet_postacts_backward, setup_context=_jet_postacts_setup)
+
+
 # --------------------------------------------------------------------------------------------
 # the derivative of a backward op (circuit_backward at order 0, circuit_jet_backward at order n)
 
@@ -153,12 +196,13 @@ def kernels_reach(x: Tensor, order: int, bars: Sequence[Optional[Tensor]]) -> bo
 
 
 def derivative_of_backward(grad: Tensor, x: Tensor, scale: Optional[Tensor], theta: Tensor, pre_w: Tensor,
-                           pre_b: Tensor, weight: Tensor, bars: Sequence[Optional[Tensor]], needs: Sequence[bool], *,
+                           pre_b: Tensor, weight: Optional[Tensor], bars: Sequence[Optional[Tensor]], needs: Sequence[bool], *,
                            ansatz: int, reps: int, fast_measure: bool, encode: bool, order: int) -> list:
     """The gradients with respect to (grad, x, scale, theta, pre_w, pre_b, weight) of
     S = sum of <bar, output> over the backward op's outputs (x, scale, theta, pre_w, pre_b, weight
-    gradients; the scale and parameter bars must be None here: kernels_reach). `needs`: which of the
-    seven are wanted. Differentiable again while the caller keeps its graph."""
+    gradients; the parameter bars must be None here: kernels_reach). `needs`: which of the seven are
+    wanted. weight None: the op is the backward of per-edge terms (postacts), grad [B, O, I].
+    Differentiable again while the caller keeps its graph."""
     b_x, b_scale, _, _, _, b_weight = bars
     create = torch.is_grad_enabled()
     with torch.enable_grad():
@@ -167,10 +211,14 @@ def derivative_of_backward(grad: Tensor, x: Tensor, scale: Optional[Tensor], the
         none = x.new_empty(0)
         cfg = (ansatz, reps, fast_measure, encode)
         terms = []
+        if weight is None:  # per-edge terms (postacts), grad [B, O, I]
+            jet = lambda s, n: circuit_jet_postacts(xl, s, thl, wl, bl, *cfg, n)  # noqa: E731
+        else:
+            jet = lambda s, n: circuit_jet(xl, s, thl, wl, bl, Wl, *cfg, n)  # noqa: E731
         if b_x is not None:  # d/dx of phi^(n): order n + 1, each sample's term scaled by its bar
-            terms.append(circuit_jet(xl, b_x if sl is None else b_x * sl, thl, wl, bl, Wl, *cfg, order + 1))
+            terms.append(jet(b_x if sl is None else b_x * sl, order + 1))
         if b_scale is not None:
-            terms.append(circuit_jet(xl, b_scale, thl, wl, bl, Wl, *cfg, order))
+            terms.append(jet(b_scale, order))
         if b_weight is not None:
             terms.append(circuit_jet(xl, none if sl is None else sl, thl, wl, bl, b_weight, *cfg, order))
         locals_ = (gl, xl, sl, thl, wl, bl, Wl)
