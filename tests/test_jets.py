@@ -218,18 +218,32 @@ def test_postacts_second_derivatives_run_on_the_jet_kernels(monkeypatch, ansatz,
 
 
 @pytest.mark.parametrize("ansatz", ["pz", "real", "mix"])
-def test_float32_laplacian_stays_accurate_near_the_fast_measure_poles(ansatz):
+@pytest.mark.parametrize("engine", ["circuit", "spectral"])
+def test_float32_laplacian_stays_accurate_near_the_fast_measure_poles(engine, ansatz):
     """The fast measure's square roots near a pole: taking |beta|^2 = (1 - Z) / 2 from a float32 Z
-    lost all accuracy of u_xx there (an error of 1.5e3 against values of 61 for `real`); the
-    kernels take the smaller amplitude from X^2 + Y^2 instead. float32 against float64."""
+    lost all accuracy of u_xx there (errors of 1.5e3 on the jet kernels and 2e4 on the spectral
+    form, against values of 61, for `real`); both take the smaller amplitude from X^2 + Y^2
+    instead. float32 against float64, at the samples where every edge's amplitudes stay above 1e-4:
+    at an amplitude's zero crossing |alpha(x)| has a kink, and float32 rounding of a layer's input
+    (1e-7) picks its side (sample 203 here, |alpha| = 4e-8, flips the gradient on any engine)."""
     m64 = qkan_fast.QKAN([2, 4, 1], ansatz=ansatz, engine="reference", dtype=F64, seed=1)
-    m32 = qkan_fast.QKAN([2, 4, 1], ansatz=ansatz, engine="circuit", seed=1)
+    m32 = qkan_fast.QKAN([2, 4, 1], ansatz=ansatz, engine=engine, seed=1)
     m32.load_state_dict({k: v.float() for k, v in m64.state_dict().items()})
     x = torch.rand(256, 2, generator=torch.Generator().manual_seed(3))
     lap64 = _laplacian_values(m64, x.double().requires_grad_())
     lap32 = _laplacian_values(m32, x.clone().requires_grad_()).double()
+    h, smallest = x.double(), torch.ones(x.shape[0], dtype=F64)
+    for layer in m64.layers:
+        alpha, beta = reference.amplitudes(h, layer.theta.detach(), None, None, ansatz=ansatz, reps=layer.reps,
+                                           preact_trainable=False)
+        smallest = torch.minimum(smallest, torch.minimum(alpha.abs(), beta.abs()).flatten(1).min(dim=1).values)
+        h = layer(h).detach()
+    keep = smallest > 1e-4
+    assert int(keep.sum()) >= 250
+    if ansatz == "real":  # its real amplitudes cross zero: the case that failed comes close to a pole
+        assert float(smallest[keep].min()) < 1e-3
     scale = float(lap64.abs().max())
-    assert float((lap32 - lap64).abs().max()) <= 1e-4 * scale
+    assert float((lap32 - lap64)[keep].abs().max()) <= 1e-4 * scale
 
 
 def _laplacian_values(model, x):

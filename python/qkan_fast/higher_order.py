@@ -54,14 +54,45 @@ def _born_of_coefficients(coef_z: Tensor, u: Tensor, reps: int) -> Tensor:
             + torch.einsum("bik,oik->boi", torch.sin(ku), coef_z[..., reps + 1:]))
 
 
-def _measure(z: Tensor, fast: bool) -> Tensor:
-    """phi from the Born value: z itself, or |alpha| - |beta| = sqrt((1+z)/2) - sqrt((1-z)/2) with the
-    kernels' rules (z clamped to [-1, 1] straight-through, a vanished amplitude gives gradient 0)."""
+def _measure(z: Tensor, fast: bool, xy: Optional[tuple] = None, pole: Optional[float] = None) -> Tensor:
+    """phi from the Born value: z itself, or |alpha| - |beta| = sqrt(u) - sqrt(v), u = (1+z)/2,
+    v = (1-z)/2, with the kernels' rules (z clamped to [-1, 1] straight-through, a vanished
+    amplitude gives gradient 0). With the other Bloch components xy = (X, Y), the smaller of u, v
+    is taken as uv / larger = (X^2 + Y^2) / (4 larger), as the jet kernels do: near a pole,
+    (1 -+ z)/2 cancels, and the derivatives of the square root magnify that rounding (in float32,
+    the Laplacian of a `real` QKAN lost every digit). `pole`: only where the smaller is below it,
+    the spectral kernels' rule (their first derivatives, which these forms differentiate, switch
+    there, spectral_fused.h)."""
     if not fast:
         return z
     zc = z + (z.clamp(-1, 1) - z).detach()
+    u, v = 0.5 + 0.5 * zc, 0.5 - 0.5 * zc
+    if xy is not None:
+        quarter_xy2 = 0.25 * (xy[0].square() + xy[1].square())
+        north = (zc >= 0).detach()
+        if pole is not None:  # outside the pole zone both branches keep their Z formula
+            near = (zc.abs() > 1 - 2 * pole).detach()
+            quarter_xy2 = torch.where(near, quarter_xy2, u * v)
+        # each branch divides by the larger amplitude, >= 1/2 where it is used (clamped elsewhere)
+        u = torch.where(north, u, quarter_xy2 / v.clamp_min(0.5))
+        v = torch.where(north, quarter_xy2 / u.clamp_min(0.5), v)
     floor = 1e-30 if z.dtype == torch.float32 else 1e-300
-    return torch.sqrt((0.5 + 0.5 * zc).clamp_min(floor)) - torch.sqrt((0.5 - 0.5 * zc).clamp_min(floor))
+    return torch.sqrt(u.clamp_min(floor)) - torch.sqrt(v.clamp_min(floor))
+
+
+def _measure_of_coefficients(coef: Tensor, u: Tensor, reps: int, fast: bool, lazy: bool = False) -> Tensor:
+    """phi [B, O, I] from coefficients [O, I, nq, 2R+1] (rows Z, X, Y; the fast measure reads X and Y
+    near the poles when they are there, as the spectral kernels do, see _measure) and angles u [B, I].
+    lazy: evaluate X and Y only when some value is near a pole (a data-dependent branch: not under
+    torch.func transforms)."""
+    z = _born_of_coefficients(coef[:, :, 0], u, reps)
+    if not fast or coef.shape[2] < 3:
+        return _measure(z, fast)
+    pole = 1.0 / 64 if z.dtype == torch.float32 else 1.0 / 4096
+    if lazy and not bool((z.detach().abs() > 1 - 2 * pole).any()):
+        return _measure(z, True)  # the same function there: the Z formula everywhere
+    xy = (_born_of_coefficients(coef[:, :, 1], u, reps), _born_of_coefficients(coef[:, :, 2], u, reps))
+    return _measure(z, True, xy, pole=pole)
 
 
 def _sample_angles(reps: int, dtype: torch.dtype, device) -> Tensor:
@@ -143,10 +174,10 @@ def _apply_turn(m: Tensor, r: tuple) -> tuple:
 
 
 def bloch_circuit(x: Tensor, theta: Tensor, pre_w: Optional[Tensor], pre_b: Optional[Tensor], *, ansatz: str,
-                  reps: int, encode: bool) -> Tensor:
+                  reps: int, encode: bool, components: bool = False):
     """Z = |alpha|^2 - |beta|^2 [B, O, I] of every edge (O = 1 for grouped parameters), from x [B, I]
     (or one value per edge, [B, O, I]), theta [O, I, Rt, P] or [g, Rt, P] and, with encode, the
-    angles e_l = pre_w * x + pre_b."""
+    angles e_l = pre_w * x + pre_b. With components, the final Bloch vector (X, Y, Z)."""
     in_dim = x.shape[-1]
     theta = expand_group(theta, in_dim, 4)  # [O or 1, I, Rt, P]
     xe = x[:, None, :] if x.dim() == 2 else x  # [B, 1 or O, I]
@@ -175,9 +206,18 @@ def bloch_circuit(x: Tensor, theta: Tensor, pre_w: Optional[Tensor], pre_b: Opti
         else:
             r = (X.expand_as(c * Y), c * Y - s * Z, s * Y + c * Z)
     m = _theta_turns(theta, ansatz, reps, final=True)
-    if m is None:
-        return r[2]
-    return m[..., 2, 0] * r[0] + m[..., 2, 1] * r[1] + m[..., 2, 2] * r[2]
+    if m is not None:
+        r = _apply_turn(m, r) if components else (None, None, sum(m[..., 2, k] * r[k] for k in range(3)))
+    return tuple(r) if components else r[2]
+
+
+def _bloch_measure(x: Tensor, theta: Tensor, pre_w, pre_b, *, ansatz: str, reps: int, encode: bool,
+                   fast: bool) -> Tensor:
+    """phi of bloch_circuit (X and Y too for the fast measure, see _measure)."""
+    if not fast:
+        return bloch_circuit(x, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, encode=encode)
+    X, Y, Z = bloch_circuit(x, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, encode=encode, components=True)
+    return _measure(Z, True, (X, Y))
 
 
 def edge_derivative(x: Tensor, theta: Tensor, pre_w: Tensor, pre_b: Tensor, *, ansatz: str, reps: int, fast: bool,
@@ -185,7 +225,7 @@ def edge_derivative(x: Tensor, theta: Tensor, pre_w: Tensor, pre_b: Tensor, *, a
     """d^order phi / dx^order [B, O, I] of per-edge parameters (bloch_circuit), differentiable to any
     order: phi of each edge's own copy of x, differentiated `order` times with the graph kept."""
     xe = x[:, None, :].expand(-1, theta.shape[0], -1)  # [B, O, I]: each edge's derivative apart
-    phi = _measure(bloch_circuit(xe, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, encode=encode), fast)
+    phi = _bloch_measure(xe, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, encode=encode, fast=fast)
     for _ in range(order):
         (phi,) = torch.autograd.grad(phi.sum(), xe, create_graph=True)
     return phi
@@ -203,9 +243,10 @@ def edge_values(x: Tensor, theta: Tensor, pre_w: Tensor, pre_b: Tensor, *, ansat
                 encode: bool, need_pre_w: bool) -> Tensor:
     """phi [B, O, I] of per-edge parameters as a torch expression differentiable to any order."""
     if _spectral_form_applies(x, ansatz, encode, pre_w, need_pre_w):
-        coef = spectral.coefficients(theta, pre_b, ansatz=ansatz, reps=reps, in_dim=x.shape[1], dtype=x.dtype)
-        return _measure(_born_of_coefficients(coef, _angle(x, ansatz == "px"), reps), fast)
-    return _measure(bloch_circuit(x, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, encode=encode), fast)
+        coef = spectral.coefficients(theta, pre_b, ansatz=ansatz, reps=reps, in_dim=x.shape[1], dtype=x.dtype,
+                                     bloch=fast)
+        return _measure_of_coefficients(coef if fast else coef[:, :, None], _angle(x, ansatz == "px"), reps, fast)
+    return _bloch_measure(x, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, encode=encode, fast=fast)
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,8 +393,8 @@ def _fused_backward_backward(ctx, *bars):
     fast = coef.shape[2] == 3  # nq = 3: the fast measure (Z, X, Y); nq = 1: Born (Z)
 
     def f(x, coef, weight):
-        z = _born_of_coefficients(coef[:, :, 0], _angle(x, px), reps)
-        return (torch.einsum("boi,oi->bo", _measure(z, fast), weight),)
+        phi = _measure_of_coefficients(coef, _angle(x, px), reps, fast, lazy=True)
+        return (torch.einsum("boi,oi->bo", phi, weight),)
 
     grads = _derivative_of_vjp(f, [x, coef, weight], [grad_y], [_bar(b) for b in bars], _node_cache(ctx))
     return (*grads, None, None, None)
@@ -457,11 +498,10 @@ def postacts_torch(x: Tensor, theta: Tensor, pre_w: Tensor, pre_b: Tensor, *, an
         return reference.postacts(x, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, fast_measure=fast_measure,
                                   preact_trainable=preact_trainable, out_dim=out_dim)
     if preact_trainable or ansatz == "rpz":
-        z = bloch_circuit(x, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, encode=True)
-        return _measure(z, fast_measure)
+        return _bloch_measure(x, theta, pre_w, pre_b, ansatz=ansatz, reps=reps, encode=True, fast=fast_measure)
     theta_e, bias, code = spectral.edge_params(theta, pre_b, ansatz, reps, x.shape[1], 0, x.dtype)
-    coef = sampled_coefficients(theta_e, bias, code, reps, 1)[:, :, 0]  # [O, I, 2R+1]
-    return _measure(_born_of_coefficients(coef, _angle(x, ansatz == "px"), reps), fast_measure)
+    coef = sampled_coefficients(theta_e, bias, code, reps, 3 if fast_measure else 1)  # [O, I, nq, 2R+1]
+    return _measure_of_coefficients(coef, _angle(x, ansatz == "px"), reps, fast_measure)
 
 
 def layer_torch(x: Tensor, theta: Tensor, pre_w: Tensor, pre_b: Tensor, weight: Tensor, **kw) -> Tensor:
