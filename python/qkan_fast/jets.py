@@ -53,15 +53,24 @@ def circuit_jet(
     order: int,
 ) -> Tensor:
     """y[b,o] = sum_i weight[o,i] * scale[b,i] * d^order phi_oi / dx^order (x[b,i]): [B, O]."""
-    x, scale, theta, pre_w, pre_b, weight = _contig(x, scale, theta, pre_w, pre_b, weight)
-    y = x.new_empty(x.shape[0], theta.shape[0])
+    return _jet_forward(x, scale, theta, pre_w, pre_b, weight.contiguous(), (ansatz, reps, fast_measure, encode), order)
+
+
+def _jet_forward(x, scale, theta, pre_w, pre_b, weight: Optional[Tensor], cfg: tuple, order: int) -> Tensor:
+    """The forward entry point: into y [B, O] with a weight, per edge [B, O, I] without."""
+    x, scale, theta, pre_w, pre_b = _contig(x, scale, theta, pre_w, pre_b)
+    shape = (x.shape[0], theta.shape[0]) if weight is not None else (x.shape[0], theta.shape[0], x.shape[1])
+    out = x.new_empty(shape)
     if x.shape[0] == 0:
-        return y
-    p = _params(x, theta, pre_w, pre_b, ansatz, reps, fast_measure, encode)
+        return out
+    p = _params(x, theta, pre_w, pre_b, *cfg)
     _fill(p, scale, weight, order)
-    p.y = y.data_ptr()
+    if weight is None:
+        p.postacts = out.data_ptr()
+    else:
+        p.y = out.data_ptr()
     _C.circuit_jet_forward_cpu(p)
-    return y
+    return out
 
 
 @circuit_jet.register_fake
@@ -76,15 +85,7 @@ def circuit_jet_postacts(
 ) -> Tensor:
     """Each edge's term apart: scale[b,i] * d^order phi_oi / dx^order (x[b,i]), [B, O, I] (the
     derivatives of postacts, which qkan's solver interface returns)."""
-    x, scale, theta, pre_w, pre_b = _contig(x, scale, theta, pre_w, pre_b)
-    out = x.new_empty(x.shape[0], theta.shape[0], x.shape[1])
-    if x.shape[0] == 0:
-        return out
-    p = _params(x, theta, pre_w, pre_b, ansatz, reps, fast_measure, encode)
-    _fill(p, scale, None, order)
-    p.postacts = out.data_ptr()
-    _C.circuit_jet_forward_cpu(p)
-    return out
+    return _jet_forward(x, scale, theta, pre_w, pre_b, None, (ansatz, reps, fast_measure, encode), order)
 
 
 @circuit_jet_postacts.register_fake
