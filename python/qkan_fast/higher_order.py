@@ -335,16 +335,12 @@ def _circuit_backward_backward(ctx, *bars):
     jet_bars = [b_x, None, b_theta, b_w, b_b, b_weight]  # the jet ops' order: x, scale, theta, pre_w, pre_b, weight
     wanted = list(ctx.needs_input_grad[:6])  # grad, x, theta, pre_w, pre_b, weight
     cfg = dict(ansatz=ANSATZE.index(ansatz), reps=reps, fast_measure=fast, encode=encode, order=0)
-    if weight is not None and jets.kernels_reach(x, 0, jet_bars):
-        # Taylor mode in x on the jet kernels (jets.py): order 0 of circuit_jet is this layer
+    if jets.kernels_reach(x, 0, jet_bars):
+        # Taylor mode in x on the jet kernels (jets.py): order 0 of circuit_jet is this layer, of
+        # circuit_jet_postacts its postacts (weight None: qkan's solver interface, shared parameters)
         g = jets.derivative_of_backward(grad, x, None, theta, pre_w, pre_b, weight, jet_bars,
                                         wanted[:2] + [False] + wanted[2:], **cfg)
         return (g[0], g[1], *g[3:], None, None, None, None, None)
-    if weight is None and jets.kernels_reach(x, 0, jet_bars):
-        # postacts (qkan's solver interface, shared parameter sets): per-edge terms, grad [B, O, I]
-        g = jets.derivative_of_backward(grad, x, None, theta, pre_w, pre_b, None, jet_bars,
-                                        wanted[:2] + [False] + wanted[2:5] + [False], **cfg)
-        return (g[0], g[1], *g[3:6], None, None, None, None, None, None)
     kw = dict(ansatz=ansatz, reps=reps, fast=fast, encode=encode, need_pre_w=needs[2])
 
     def f(x, theta, pre_w, pre_b, weight):
