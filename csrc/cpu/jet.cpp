@@ -55,9 +55,39 @@ template <class T> struct JetWork {
   explicit JetWork(int reps) : trig(static_cast<size_t>(reps) * 2 * kChunk) {}
 };
 
-// The data angles' sine and cosine as SIMD polynomials (cpu/vec_math.h).
-struct ChunkSinCos {
-  template <class T> void operator()(const T* a, int n, T* s, T* c) const { sincos_chunk(a, n, s, c); }
+// The data angles' sine and cosine: SIMD polynomials (cpu/vec_math.h), or, without encodings, where
+// every edge of input i turns by the same angle in every repetition, the chunk's rows of a table
+// made once per call (AngleTable) instead of once per output.
+template <class T> struct ChunkSinCos {
+  const T* table_cos = nullptr;  // the chunk's entries, or null
+  const T* table_sin = nullptr;
+  void operator()(const T* a, int n, T* s, T* c) const {
+    if (!table_cos) return sincos_chunk(a, n, s, c);
+    std::copy(table_cos, table_cos + n, c);
+    std::copy(table_sin, table_sin + n, s);
+  }
+};
+
+// cos and sin of the data angle of every (i, b), [I][2][B], when the layer has no encodings; empty
+// otherwise. The angle is jet_data_angle's delta_0 with w = 1, b = 0.
+template <class T> struct AngleTable {
+  std::vector<T> cs;
+  int64_t B = 0;
+  AngleTable(const CircuitParams& p, const std::vector<T>& xt) : B(p.batch) {
+    if (p.encode) return;
+    cs.resize(static_cast<size_t>(p.in_dim) * 2 * B);
+    std::unique_ptr<DataJet<T, kChunk>> d(new DataJet<T, kChunk>());
+    for (int64_t i = 0; i < p.in_dim; ++i)
+      for (int64_t b0 = 0; b0 < B; b0 += kChunk) {
+        const int n = static_cast<int>(std::min<int64_t>(kChunk, B - b0));
+        jet_data_angle(xt.data() + i * B + b0, n, 1, p.ansatz == kPX, T(1), T(0), *d);
+        sincos_chunk(d->delta[0], n, &cs[(2 * i + 1) * B + b0], &cs[2 * i * B + b0]);
+      }
+  }
+  ChunkSinCos<T> at(int64_t i, int64_t b0) const {
+    if (cs.empty()) return {};
+    return {&cs[2 * i * B + b0], &cs[(2 * i + 1) * B + b0]};
+  }
 };
 
 // The scale of a call without one.
@@ -79,6 +109,7 @@ template <class T> void jet_forward(const CircuitParams& p) {
   const int order = p.order, len = order + 1;
   const std::vector<T> xt = transposed<T>(p.x, B, I);                                  // [I][B]
   const std::vector<T> st = p.scale ? transposed<T>(p.scale, B, I) : std::vector<T>();  // [I][B]
+  const AngleTable<T> angles(p, xt);
   // per-edge mode (postacts set): postacts[b,o,i] = scale[b,i] * phi_oi^(n), no weight, no sum
   const bool per_edge = p.postacts != nullptr;
   const T* weight = static_cast<const T*>(p.weight);
@@ -99,7 +130,8 @@ template <class T> void jet_forward(const CircuitParams& p) {
         load_edge(p, o * I + i, wk->edge);
         for (int64_t b0 = 0; b0 < B; b0 += kChunk) {
           const int n = static_cast<int>(std::min<int64_t>(kChunk, B - b0));
-          jet_circuit(wk->edge.view, xt.data() + i * B + b0, n, len, wk->r, wk->data, wk->trig.data(), ChunkSinCos());
+          jet_circuit(wk->edge.view, xt.data() + i * B + b0, n, len, wk->r, wk->data, wk->trig.data(),
+                      angles.at(i, b0));
           measure_jet<T, kChunk>(wk->r.v, n, len, p.fast_measure, order, wk->phi, nullptr);
           const T* s = p.scale ? st.data() + i * B + b0 : ones;
           if (per_edge) {
@@ -125,6 +157,7 @@ template <class T> void jet_backward(const CircuitParams& p) {
   const int K = theta_rows(p.ansatz, p.reps) * theta_cols(p.ansatz);
   const std::vector<T> xt = transposed<T>(p.x, B, I);
   const std::vector<T> st = p.scale ? transposed<T>(p.scale, B, I) : std::vector<T>();
+  const AngleTable<T> angles(p, xt);
   // the cotangent: grad_y[b,o] times weight[o,i], or (per-edge mode) grad_postacts[b,o,i]
   const bool per_edge = p.grad_postacts != nullptr;
   const std::vector<T> gyt = per_edge ? std::vector<T>() : transposed<T>(p.grad_y, B, O);  // [O][B]
@@ -155,7 +188,7 @@ template <class T> void jet_backward(const CircuitParams& p) {
         T gweight = T(0);
         for (int64_t b0 = 0; b0 < B; b0 += kChunk) {
           const int n = static_cast<int>(std::min<int64_t>(kChunk, B - b0));
-          jet_circuit(wk->edge.view, xc + b0, n, len, wk->r, wk->data, wk->trig.data(), ChunkSinCos());
+          jet_circuit(wk->edge.view, xc + b0, n, len, wk->r, wk->data, wk->trig.data(), angles.at(i, b0));
           measure_jet<T, kChunk>(wk->r.v, n, len, p.fast_measure, order, wk->phi,
                                  need_params ? wk->dphi : nullptr);
           const T* s = p.scale ? st.data() + i * B + b0 : ones;
