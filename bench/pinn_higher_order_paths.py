@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
 
 import torch
 from torch.utils import benchmark as tb
 
-from qkan_fast import _machine, jets, pinn
+from qkan_fast import _machine, bench, jets, pinn
 from qkan_fast.modules import QKAN
 
 
@@ -85,10 +84,8 @@ def main() -> None:
                "workload": {"name": "P1", "width": [2, 16, 16, 1], "reps": 3, "points": problem.points,
                             "boundary_points": problem.boundary_points, "dtype": "float32"},
                "median_ms": {k: v * 1e3 for k, v in med.items()}, "ratios": ratios,
-               "machine": {**_machine.describe(torch.device("cpu"), None), "loadavg_before": load_before,
-                           "loadavg_after": _machine.load_average()}}
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+               "machine": _machine.record(torch.device("cpu"), load_before)}
+        bench.write_json(out, args.json)
         print(f"wrote {args.json}")
 
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 
 import torch
 from torch.utils import benchmark as tb
 
-from qkan_fast import _machine, recurrence
+from qkan_fast import _machine, bench, recurrence
 from qkan_fast.bench_lstm import WORKLOADS, _step
 from qkan_fast.networks import QKANLSTM
 
@@ -59,10 +58,8 @@ def main() -> None:
                       f"auto -> {row['auto_runs']}", flush=True)
     if args.json:
         out = {"schema": "qkan_fast.bench.recurrence_engines/1", "threads": 1, "rows": rows,
-               "machine": {**_machine.describe(torch.device("cpu"), None), "loadavg_before": load_before,
-                           "loadavg_after": _machine.load_average()}}
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+               "machine": _machine.record(torch.device("cpu"), load_before)}
+        bench.write_json(out, args.json)
         print(f"wrote {args.json}")
 
 

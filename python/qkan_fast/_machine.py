@@ -45,6 +45,12 @@ def load_average() -> Optional[List[float]]:
     return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
+def record(device: torch.device, load_before: Optional[List[float]], qkan: Optional[str] = None) -> dict:
+    """describe() with the load average before a run (taken by the caller) and now, after it: the
+    `machine` entry of a results file."""
+    return {**describe(device, qkan), "loadavg_before": load_before, "loadavg_after": load_average()}
+
+
 def describe(device: torch.device, qkan: Optional[str] = None) -> dict:
     """Platform, CPU model and count, torch and its threads, qkan_fast and its build, the device,
     the commit, and the thread-pool variables (OMP_WAIT_POLICY and co. move CPU results a lot)."""

@@ -125,8 +125,7 @@ def _own_comparison(args: argparse.Namespace, schema: str, run, report) -> int:
     load_before = _machine.load_average()
     result = run(log)
     result = {"schema": schema, "command": " ".join(sys.argv),
-              "machine": {**_machine.describe(torch.device("cpu"), bench.qkan_version()),
-                          "loadavg_before": load_before, "loadavg_after": _machine.load_average()},
+              "machine": _machine.record(torch.device("cpu"), load_before, bench.qkan_version()),
               **result}
     print(report(result))
     if args.json:
