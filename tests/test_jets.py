@@ -16,6 +16,7 @@ from torch.autograd import gradcheck, gradgradcheck
 import qkan_fast
 from qkan_fast import _C, higher_order, jets, reference
 from qkan_fast.common import ANSATZE, theta_shape
+from qkan_fast.pinn import laplacian
 
 F64 = torch.float64
 B, I, O, R = 6, 3, 2, 2
@@ -90,13 +91,6 @@ def test_jet_ops_gradcheck_and_gradgradcheck(ansatz, fast, order):
     assert gradgradcheck(fn, ins, eps=1e-6, atol=1e-5, rtol=1e-4)
 
 
-def _laplacian_loss(model, x):
-    u = model(x)
-    (grad_u,) = torch.autograd.grad(u.sum(), x, create_graph=True)
-    lap = sum(torch.autograd.grad(grad_u[:, d].sum(), x, create_graph=True)[0][:, d] for d in range(x.shape[1]))
-    return lap.square().sum()
-
-
 @pytest.mark.parametrize("ansatz,fast,pt,group", [(a, f, pt, -1) for a in ANSATZE for f in (True, False)
                                                   for pt in (False, True)] + [("pz", True, True, 2), ("mix", False, True, 1)])
 def test_poisson_loss_gradient_runs_on_the_jet_kernels(monkeypatch, ansatz, fast, pt, group):
@@ -108,7 +102,7 @@ def test_poisson_loss_gradient_runs_on_the_jet_kernels(monkeypatch, ansatz, fast
     ref = qkan_fast.QKAN([2, 3, 1], engine="reference", **kw)
     g = torch.Generator().manual_seed(5)
     x = (1.6 * torch.rand(16, 2, generator=g, dtype=F64) - 0.8).requires_grad_()
-    loss_ref = _laplacian_loss(ref, x)
+    loss_ref = laplacian(ref, x).square().sum()
     names = [n for n, p in ref.named_parameters() if p.requires_grad]
     want = torch.autograd.grad(loss_ref, [ref.get_parameter(n) for n in names], allow_unused=True)
 
@@ -116,7 +110,7 @@ def test_poisson_loss_gradient_runs_on_the_jet_kernels(monkeypatch, ansatz, fast
         raise AssertionError("a torch form ran where the jet kernels should have")
 
     monkeypatch.setattr(higher_order, "_derivative_of_vjp", refuse)
-    loss = _laplacian_loss(ours, x)
+    loss = laplacian(ours, x).square().sum()
     got = torch.autograd.grad(loss, [ours.get_parameter(n) for n in names], allow_unused=True)
     torch.testing.assert_close(loss, loss_ref, rtol=1e-9, atol=1e-12)
     for name, a, w in zip(names, got, want):
@@ -230,8 +224,8 @@ def test_float32_laplacian_stays_accurate_near_the_fast_measure_poles(engine, an
     m32 = qkan_fast.QKAN([2, 4, 1], ansatz=ansatz, engine=engine, seed=1)
     m32.load_state_dict({k: v.float() for k, v in m64.state_dict().items()})
     x = torch.rand(256, 2, generator=torch.Generator().manual_seed(3))
-    lap64 = _laplacian_values(m64, x.double().requires_grad_())
-    lap32 = _laplacian_values(m32, x.clone().requires_grad_()).double()
+    lap64 = laplacian(m64, x.double().requires_grad_()).detach()
+    lap32 = laplacian(m32, x.clone().requires_grad_()).detach().double()
     h, smallest = x.double(), torch.ones(x.shape[0], dtype=F64)
     for layer in m64.layers:
         alpha, beta = reference.amplitudes(h, layer.theta.detach(), None, None, ansatz=ansatz, reps=layer.reps,
@@ -244,8 +238,3 @@ def test_float32_laplacian_stays_accurate_near_the_fast_measure_poles(engine, an
         assert float(smallest[keep].min()) < 1e-3
     scale = float(lap64.abs().max())
     assert float((lap32 - lap64)[keep].abs().max()) <= 1e-4 * scale
-
-
-def _laplacian_values(model, x):
-    (du,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
-    return sum(torch.autograd.grad(du[:, d].sum(), x, create_graph=True)[0][:, d] for d in range(2)).detach()
